@@ -1,0 +1,92 @@
+//! The canonical therapy event, schema `cgt.event/v1`.
+//!
+//! Every connector's output ends up as a [`TherapyEvent`]: an envelope (ids,
+//! chain of identity, times, provenance) around a typed [`EventData`] whose
+//! variant is the event's kind. Events never carry a patient's name or birth
+//! date: those stay in the identity registry.
+
+mod data;
+
+pub use data::*;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The schema tag every event carries.
+pub const SCHEMA: &str = "cgt.event/v1";
+
+/// One canonical event. Serialises to the JSON documented in DESIGN.md.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TherapyEvent {
+    /// Always [`SCHEMA`]; checked on deserialisation.
+    #[serde(with = "schema_tag")]
+    pub schema: (),
+    /// UUIDv7: time-ordered, stable across redeliveries (the AMQP `message_id`).
+    pub event_id: Uuid,
+    /// The kind (`kind`) and its typed payload (`data`).
+    #[serde(flatten)]
+    pub data: EventData,
+    /// Chain of identity identifier, when the source names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coi: Option<String>,
+    /// The therapy order this event belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// Therapy product code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product: Option<String>,
+    /// When the thing happened, per the source.
+    pub occurred_at: DateTime<Utc>,
+    /// When cgthub took the message in.
+    pub recorded_at: DateTime<Utc>,
+    /// Where the event came from.
+    pub source: Source,
+}
+
+impl TherapyEvent {
+    /// The event's kind.
+    pub fn kind(&self) -> EventKind {
+        self.data.kind()
+    }
+
+    /// A fresh, time-ordered event id.
+    pub fn new_id() -> Uuid {
+        Uuid::now_v7()
+    }
+}
+
+/// Provenance: which connector and partner, which message, which bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub connector: String,
+    pub partner: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// SHA-256 of the raw inbound payload, lowercase hex.
+    pub payload_sha256: String,
+}
+
+mod schema_tag {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(_: &(), s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(super::SCHEMA)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<(), D::Error> {
+        let tag = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        if tag == super::SCHEMA {
+            Ok(())
+        } else {
+            Err(D::Error::custom(format!(
+                "unsupported schema {tag:?}, expected {:?}",
+                super::SCHEMA
+            )))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,106 @@
+//! What a connector hands the hub, and what the hub answers.
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::event::TherapyEvent;
+
+/// Raw bytes as received from a partner, before any interpretation.
+#[derive(Debug, Clone)]
+pub struct Inbound {
+    /// Connector kind, e.g. `hl7v2`.
+    pub connector: &'static str,
+    /// The partner as the connector identified it (`unknown` when it could not).
+    pub partner: String,
+    /// MIME type of the payload, e.g. `x-application/hl7-v2+er7`.
+    pub content_type: &'static str,
+    /// The partner's own message id (HL7 MSH-10), the dedup key with `partner`.
+    pub message_id: Option<String>,
+    pub payload: Bytes,
+    /// SHA-256 of `payload`, lowercase hex.
+    pub sha256: String,
+    pub received_at: DateTime<Utc>,
+    /// Where it came from (peer address, file path), for logs and operators.
+    pub origin: String,
+}
+
+impl Inbound {
+    /// Wraps received bytes, hashing them and stamping the receive time.
+    pub fn new(
+        connector: &'static str,
+        partner: impl Into<String>,
+        content_type: &'static str,
+        message_id: Option<String>,
+        payload: Bytes,
+        origin: impl Into<String>,
+    ) -> Self {
+        let sha256 = hex::encode(Sha256::digest(&payload));
+        Inbound {
+            connector,
+            partner: partner.into(),
+            content_type,
+            message_id,
+            payload,
+            sha256,
+            received_at: Utc::now(),
+            origin: origin.into(),
+        }
+    }
+}
+
+/// What decoding and mapping made of an inbound message (named apart from the event `Interpretation`).
+#[derive(Debug, Clone)]
+pub enum Decoded {
+    /// Mapped: zero or more events to route.
+    Events(Vec<TherapyEvent>),
+    /// Understood but could not be mapped (bad value, missing required field):
+    /// stored, dead-lettered, answered with an application error (HL7 `AE`).
+    Failed(Problem),
+    /// Not acceptable at all (not the protocol, unsupported type, too large):
+    /// stored with the reason and refused (HL7 `AR`).
+    Rejected(Problem),
+}
+
+/// Why a message failed or was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub stage: crate::error::Stage,
+    /// Stable machine-readable code, e.g. `unsupported_message_type`.
+    pub code: &'static str,
+    /// Human-readable reason naming the offending element.
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(stage: crate::error::Stage, code: &'static str, reason: impl Into<String>) -> Self {
+        Problem {
+            stage,
+            code,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The hub's answer once the message is durable: the connector turns this
+/// into its protocol's acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// Store row id of the raw message.
+    pub message_row: i64,
+    pub outcome: Outcome,
+    /// True when this was a repeat of a message already taken; the outcome is
+    /// the original's.
+    pub duplicate: bool,
+}
+
+/// The durable disposition of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored; its events are routed (or held as unmatched).
+    Accepted { events: usize },
+    /// Stored, then failed (HL7 `AE`).
+    Failed(String),
+    /// Stored and refused (HL7 `AR`).
+    Rejected(String),
+}

@@ -1,0 +1,24 @@
+//! cgthub's engine.
+//!
+//! # Layout
+//!
+//! - [`event`]: the canonical therapy event (`cgt.event/v1`) and its typed data.
+//! - [`inbound`]: what a connector hands the hub ([`Inbound`]) and what it gets back ([`Receipt`]).
+//! - [`connector`]: the one trait every partner protocol implements.
+//! - [`mapping`]: declarative mappings (TOML) from a parsed message to events.
+//! - [`routing`]: routes (TOML) from events to sinks.
+//! - [`store`]: the durable store: raw messages, events, outbox, dead letters,
+//!   audit log; group commit.
+//! - [`sink`]: the one trait every destination implements, and the JSONL file sink.
+//! - [`outbox`]: the relay that delivers routed events to sinks, with retries.
+//! - [`hub`]: the pipeline that ties intake, mapping, routing and the store together.
+//! - [`metrics`]: metric names and the Prometheus registry.
+//! - [`error`]: stages and error classes shared by all of the above.
+
+pub mod error;
+pub mod event;
+pub mod inbound;
+pub mod mapping;
+
+pub use event::{EventData, EventKind, TherapyEvent};
+pub use inbound::{Decoded, Inbound, Outcome, Problem, Receipt};

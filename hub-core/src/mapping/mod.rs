@@ -1,0 +1,2 @@
+pub mod document;
+pub use document::{Document, Format};
