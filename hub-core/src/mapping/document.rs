@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use std::fmt::Debug;
 
 /// A source format's path language, e.g. HL7 `PID-3[5=COI].1`.
-pub trait Format: 'static {
+pub trait Format: Debug + 'static {
     /// The name used in mapping files' `format` key (`hl7v2`, `json`, …).
     const NAME: &'static str;
     /// A path compiled once, when the mapping is loaded.

@@ -1,0 +1,339 @@
+//! Turns a mapping file into a [`Mapping`]: paths parsed, maps resolved,
+//! every mistake reported with its file and line.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde_json::Value;
+use toml::Spanned;
+
+use super::convert::{Convert, Zone};
+use super::document::Format;
+use super::spec::{EventSpec, FieldSpec, MapRef, MappingFile};
+use super::LoadError;
+use crate::event::EventKind;
+
+/// A loaded mapping, ready to run against documents of format `F`.
+#[derive(Debug)]
+pub struct Mapping<F: Format> {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub message_types: Vec<String>,
+    pub partners: Vec<String>,
+    pub(super) zone: Zone,
+    pub(super) events: Vec<EventRule<F>>,
+}
+
+#[derive(Debug)]
+pub(super) struct EventRule<F: Format> {
+    pub kind: Field<F>,
+    pub foreach: Option<(String, F::Path)>,
+    pub optional: bool,
+    pub coi: Option<Field<F>>,
+    pub order_id: Option<Field<F>>,
+    pub product: Option<Field<F>>,
+    pub occurred_at: Field<F>,
+    pub data: Vec<Field<F>>,
+}
+
+#[derive(Debug)]
+pub(super) struct Field<F: Format> {
+    pub name: String,
+    pub source: Source<F>,
+    pub map: Option<Arc<ValueMap>>,
+    pub convert: Option<Convert>,
+    pub default: Option<Value>,
+    pub required: bool,
+    pub shape: Shape<F>,
+}
+
+#[derive(Debug)]
+pub(super) enum Source<F: Format> {
+    Paths(Vec<(String, F::Path)>),
+    Const(Value),
+    Nested,
+}
+
+#[derive(Debug)]
+pub(super) enum Shape<F: Format> {
+    Scalar,
+    Object(Vec<Field<F>>),
+    List((String, F::Path), Vec<Field<F>>),
+}
+
+/// A value map with its optional `"*"` fallback.
+#[derive(Debug)]
+pub(super) struct ValueMap {
+    pub name: String,
+    pub entries: HashMap<String, Value>,
+    pub fallback: Option<Value>,
+}
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    maps: HashMap<String, Arc<ValueMap>>,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: std::ops::Range<usize>, message: impl Into<String>) -> LoadError {
+        LoadError::at(self.file, self.text, span.start, message)
+    }
+}
+
+/// Compiles one mapping file's text. `name` is the file stem.
+pub fn compile<F: Format>(file: &Path, text: &str, name: &str) -> Result<Mapping<F>, LoadError> {
+    let spec: MappingFile = toml::from_str(text).map_err(|e| {
+        let offset = e.span().map(|s| s.start).unwrap_or(0);
+        LoadError::at(file, text, offset, e.message().to_string())
+    })?;
+    let mut ctx = Ctx {
+        file,
+        text,
+        maps: HashMap::new(),
+    };
+    if spec.format.get_ref() != F::NAME {
+        return Err(ctx.err(
+            spec.format.span(),
+            format!(
+                "format {:?} does not belong under mappings/{}/",
+                spec.format.get_ref(),
+                F::NAME
+            ),
+        ));
+    }
+    if spec.message_types.get_ref().is_empty() {
+        return Err(ctx.err(spec.message_types.span(), "message_types is empty"));
+    }
+    let zone = match &spec.timezone {
+        Some(tz) => Zone::parse(tz.get_ref()).map_err(|e| ctx.err(tz.span(), e))?,
+        None => Zone::default(),
+    };
+    for (map_name, entries) in spec.maps {
+        ctx.maps
+            .insert(map_name.clone(), Arc::new(value_map(map_name, entries)));
+    }
+    if spec.events.is_empty() {
+        return Err(ctx.err(0..0, "a mapping needs at least one [[events]] block"));
+    }
+    let events = spec
+        .events
+        .iter()
+        .map(|e| event_rule::<F>(&ctx, e))
+        .collect::<Result<_, _>>()?;
+    Ok(Mapping {
+        name: name.to_string(),
+        file: file.to_path_buf(),
+        description: spec.description,
+        message_types: spec.message_types.into_inner(),
+        partners: spec.partners,
+        zone,
+        events,
+    })
+}
+
+fn value_map(name: String, entries: BTreeMap<String, toml::Value>) -> ValueMap {
+    let mut map = ValueMap {
+        name,
+        entries: HashMap::new(),
+        fallback: None,
+    };
+    for (k, v) in entries {
+        let v = toml_to_json(v);
+        if k == "*" {
+            map.fallback = Some(v);
+        } else {
+            map.entries.insert(k, v);
+        }
+    }
+    map
+}
+
+fn event_rule<F: Format>(ctx: &Ctx, e: &EventSpec) -> Result<EventRule<F>, LoadError> {
+    let spec = e.kind.get_ref();
+    let kind = match (&spec.path, &spec.map, spec.paths.is_empty()) {
+        // `kind = "order.placed"` is a constant; a kind read from the message
+        // is written `{ path = "ORC-1", map = … }`.
+        (Some(text), None, true) => Field {
+            name: "kind".into(),
+            source: Source::Const(Value::String(text.clone())),
+            map: None,
+            convert: None,
+            default: None,
+            required: true,
+            shape: Shape::Scalar,
+        },
+        _ => field::<F>(ctx, "kind", &e.kind)?,
+    };
+    check_kinds(ctx, &e.kind, &kind)?;
+    let foreach = match &e.foreach {
+        Some(p) => Some(path::<F>(ctx, p.get_ref(), p.span())?),
+        None => None,
+    };
+    let opt = |name: &str, f: &Option<Spanned<FieldSpec>>| -> Result<Option<Field<F>>, LoadError> {
+        f.as_ref().map(|f| field::<F>(ctx, name, f)).transpose()
+    };
+    let mut occurred_at = field::<F>(ctx, "occurred_at", &e.occurred_at)?;
+    occurred_at.required = true;
+    occurred_at.convert.get_or_insert(Convert::Timestamp);
+    Ok(EventRule {
+        kind,
+        foreach,
+        optional: e.optional,
+        coi: opt("coi", &e.coi)?,
+        order_id: opt("order_id", &e.order_id)?,
+        product: opt("product", &e.product)?,
+        occurred_at,
+        data: e
+            .data
+            .iter()
+            .map(|(n, f)| field::<F>(ctx, &format!("data.{n}"), f))
+            .collect::<Result<_, _>>()?,
+    })
+}
+
+/// Every kind a rule can produce must be a known event kind.
+fn check_kinds<F: Format>(
+    ctx: &Ctx,
+    spec: &Spanned<FieldSpec>,
+    kind: &Field<F>,
+) -> Result<(), LoadError> {
+    let mut names: Vec<&Value> = Vec::new();
+    if let Source::Const(v) = &kind.source {
+        names.push(v);
+    }
+    if let Some(m) = &kind.map {
+        names.extend(m.entries.values());
+        names.extend(m.fallback.iter());
+    } else if matches!(kind.source, Source::Paths(_)) {
+        return Err(ctx.err(
+            spec.span(),
+            "a kind read from the message needs a map to event kinds",
+        ));
+    }
+    for n in names {
+        let ok = n.as_str().and_then(EventKind::parse).is_some();
+        if !ok {
+            let known: Vec<_> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+            return Err(ctx.err(
+                spec.span(),
+                format!("unknown event kind {n}; known kinds: {}", known.join(", ")),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn path<F: Format>(
+    ctx: &Ctx,
+    text: &str,
+    span: std::ops::Range<usize>,
+) -> Result<(String, F::Path), LoadError> {
+    F::parse_path(text)
+        .map(|p| (text.to_string(), p))
+        .map_err(|e| ctx.err(span, format!("bad {} path {text:?}: {e}", F::NAME)))
+}
+
+fn field<F: Format>(
+    ctx: &Ctx,
+    name: &str,
+    spec: &Spanned<FieldSpec>,
+) -> Result<Field<F>, LoadError> {
+    let span = spec.span();
+    let s = spec.get_ref();
+    let sources = usize::from(s.path.is_some())
+        + usize::from(!s.paths.is_empty())
+        + usize::from(s.value.is_some());
+    if sources > 1 {
+        return Err(ctx.err(
+            span,
+            format!("{name}: give only one of path, paths or value"),
+        ));
+    }
+    if sources == 0 && s.fields.is_none() {
+        return Err(ctx.err(
+            span,
+            format!("{name}: needs a path, paths, value or fields"),
+        ));
+    }
+    if s.foreach.is_some() && s.fields.is_none() {
+        return Err(ctx.err(span, format!("{name}: foreach needs fields")));
+    }
+    let source = if let Some(v) = &s.value {
+        Source::Const(toml_to_json(v.clone()))
+    } else if s.fields.is_some() && sources == 0 {
+        Source::Nested
+    } else {
+        let texts = s.path.iter().chain(s.paths.iter());
+        Source::Paths(
+            texts
+                .map(|t| path::<F>(ctx, t, span.clone()))
+                .collect::<Result<_, _>>()?,
+        )
+    };
+    let map = match &s.map {
+        None => None,
+        Some(MapRef::Named(n)) => {
+            Some(ctx.maps.get(n).cloned().ok_or_else(|| {
+                ctx.err(span.clone(), format!("{name}: no [maps.{n}] in this file"))
+            })?)
+        }
+        Some(MapRef::Inline(t)) => Some(Arc::new(value_map(format!("{name} (inline)"), t.clone()))),
+    };
+    let convert = match &s.convert {
+        None => None,
+        Some(c) => Some(Convert::parse(c).ok_or_else(|| {
+            ctx.err(
+                span.clone(),
+                format!(
+                    "{name}: unknown convert {c:?}; one of {}",
+                    Convert::NAMES.join(", ")
+                ),
+            )
+        })?),
+    };
+    let shape = match (&s.fields, &s.foreach) {
+        (None, _) => Shape::Scalar,
+        (Some(_), _) if !matches!(source, Source::Nested) => {
+            return Err(ctx.err(
+                span,
+                format!("{name}: fields cannot be combined with path or value"),
+            ))
+        }
+        (Some(fields), foreach) => {
+            let children = fields
+                .iter()
+                .map(|(n, f)| field::<F>(ctx, &format!("{name}.{n}"), f))
+                .collect::<Result<Vec<_>, _>>()?;
+            match foreach {
+                Some(p) => Shape::List(path::<F>(ctx, p, span.clone())?, children),
+                None => Shape::Object(children),
+            }
+        }
+    };
+    Ok(Field {
+        name: name.to_string(),
+        source,
+        map,
+        convert,
+        default: s.default.clone().map(toml_to_json),
+        required: s.required,
+        shape,
+    })
+}
+
+pub(super) fn toml_to_json(v: toml::Value) -> Value {
+    match v {
+        toml::Value::String(s) => Value::String(s),
+        toml::Value::Integer(i) => Value::from(i),
+        toml::Value::Float(f) => serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number),
+        toml::Value::Boolean(b) => Value::Bool(b),
+        toml::Value::Datetime(d) => Value::String(d.to_string()),
+        toml::Value::Array(a) => Value::Array(a.into_iter().map(toml_to_json).collect()),
+        toml::Value::Table(t) => {
+            Value::Object(t.into_iter().map(|(k, v)| (k, toml_to_json(v))).collect())
+        }
+    }
+}

@@ -1,0 +1,305 @@
+//! Value conversions a mapping may ask for (`convert = "…"`).
+//!
+//! Source times come as HL7 TS/DTM (`YYYY[MM[DD[HH[MM[SS[.S…]]]]]][+/-ZZZZ]`)
+//! or ISO 8601; both become RFC 3339 in UTC. A time without an offset is read
+//! in the mapping's time zone (an IANA name, so daylight saving is right).
+
+use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde_json::Value;
+
+/// A conversion named in a mapping file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Convert {
+    /// HL7 TS/DTM or ISO 8601 → RFC 3339 UTC.
+    Timestamp,
+    /// HL7 DT/TS or ISO date → `YYYY-MM-DD`.
+    Date,
+    /// A decimal number; anything else is an error.
+    Number,
+    /// A decimal number, or nothing when the value is not one.
+    TryNumber,
+    Integer,
+    /// `Y`/`N`, `true`/`false`, `1`/`0`.
+    Boolean,
+    Trim,
+    Upper,
+    Lower,
+}
+
+impl Convert {
+    pub const NAMES: &'static [&'static str] = &[
+        "timestamp",
+        "date",
+        "number",
+        "try_number",
+        "integer",
+        "boolean",
+        "trim",
+        "upper",
+        "lower",
+    ];
+
+    pub fn parse(name: &str) -> Option<Convert> {
+        Some(match name {
+            "timestamp" => Convert::Timestamp,
+            "date" => Convert::Date,
+            "number" => Convert::Number,
+            "try_number" => Convert::TryNumber,
+            "integer" => Convert::Integer,
+            "boolean" => Convert::Boolean,
+            "trim" => Convert::Trim,
+            "upper" => Convert::Upper,
+            "lower" => Convert::Lower,
+            _ => return None,
+        })
+    }
+
+    /// Applies the conversion. `Ok(None)` means "no value" (try_number on text).
+    pub fn apply(self, text: &str, tz: &Zone) -> Result<Option<Value>, String> {
+        let t = text.trim();
+        Ok(Some(match self {
+            Convert::Timestamp => Value::String(
+                parse_timestamp(t, tz)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
+            ),
+            Convert::Date => Value::String(parse_date(t)?.format("%Y-%m-%d").to_string()),
+            Convert::Number => number(t).ok_or_else(|| format!("{t:?} is not a number"))?,
+            Convert::TryNumber => match number(t) {
+                Some(n) => n,
+                None => return Ok(None),
+            },
+            Convert::Integer => Value::from(
+                t.parse::<i64>()
+                    .map_err(|_| format!("{t:?} is not an integer"))?,
+            ),
+            Convert::Boolean => Value::Bool(match t.to_ascii_lowercase().as_str() {
+                "y" | "yes" | "true" | "1" => true,
+                "n" | "no" | "false" | "0" => false,
+                _ => return Err(format!("{t:?} is not a yes/no value")),
+            }),
+            Convert::Trim => Value::String(t.to_string()),
+            Convert::Upper => Value::String(t.to_uppercase()),
+            Convert::Lower => Value::String(t.to_lowercase()),
+        }))
+    }
+}
+
+fn number(t: &str) -> Option<Value> {
+    // HL7 NM: optional sign, digits, optional decimal point. No exponents, no
+    // "inf"/"nan", which Rust's parser would otherwise accept.
+    let body = t.strip_prefix(['+', '-']).unwrap_or(t);
+    let ok = !body.is_empty()
+        && body.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+        && body.bytes().filter(|&b| b == b'.').count() <= 1
+        && body.bytes().any(|b| b.is_ascii_digit());
+    if !ok {
+        return None;
+    }
+    let f: f64 = t.parse().ok()?;
+    serde_json::Number::from_f64(f).map(Value::Number)
+}
+
+/// The zone a mapping reads offset-less times in.
+#[derive(Debug, Clone, Copy)]
+pub enum Zone {
+    Fixed(FixedOffset),
+    Named(chrono_tz::Tz),
+}
+
+impl Default for Zone {
+    fn default() -> Self {
+        Zone::Fixed(FixedOffset::east_opt(0).expect("zero offset"))
+    }
+}
+
+impl Zone {
+    /// `UTC`, `Z`, `+01:00`, `-0500` or an IANA name.
+    pub fn parse(s: &str) -> Result<Zone, String> {
+        if s.eq_ignore_ascii_case("utc") || s == "Z" {
+            return Ok(Zone::default());
+        }
+        if let Some(off) = parse_offset(s) {
+            return Ok(Zone::Fixed(off));
+        }
+        s.parse::<chrono_tz::Tz>()
+            .map(Zone::Named)
+            .map_err(|_| format!("unknown time zone {s:?} (use UTC, +HH:MM or an IANA name)"))
+    }
+
+    fn resolve(&self, local: NaiveDateTime) -> Result<DateTime<Utc>, String> {
+        let r = match self {
+            Zone::Fixed(o) => o.from_local_datetime(&local).map(|d| d.with_timezone(&Utc)),
+            Zone::Named(z) => z.from_local_datetime(&local).map(|d| d.with_timezone(&Utc)),
+        };
+        match r {
+            LocalResult::Single(d) => Ok(d),
+            // A repeated hour at the end of daylight saving: take the earlier.
+            LocalResult::Ambiguous(a, _) => Ok(a),
+            LocalResult::None => Err(format!("{local} does not exist in the mapping's time zone")),
+        }
+    }
+}
+
+fn parse_offset(s: &str) -> Option<FixedOffset> {
+    let (sign, rest) = match s.as_bytes().first()? {
+        b'+' => (1, &s[1..]),
+        b'-' => (-1, &s[1..]),
+        _ => return None,
+    };
+    let digits: String = rest.chars().filter(|c| *c != ':').collect();
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let h: i32 = digits[..2].parse().ok()?;
+    let m: i32 = digits[2..].parse().ok()?;
+    if h > 14 || m > 59 {
+        return None;
+    }
+    FixedOffset::east_opt(sign * (h * 3600 + m * 60))
+}
+
+/// Parses HL7 TS/DTM (any precision from year to 1/10000 s, optional offset)
+/// or RFC 3339.
+pub fn parse_timestamp(t: &str, tz: &Zone) -> Result<DateTime<Utc>, String> {
+    if t.contains('T') || t.contains('-') && t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
+        if let Ok(d) = DateTime::parse_from_rfc3339(t) {
+            return Ok(d.with_timezone(&Utc));
+        }
+        if let Ok(d) = NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f") {
+            return tz.resolve(d);
+        }
+        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            return tz.resolve(d.and_hms_opt(0, 0, 0).expect("midnight"));
+        }
+        return Err(format!("{t:?} is not an HL7 or ISO 8601 timestamp"));
+    }
+    let bad = || format!("{t:?} is not an HL7 timestamp (YYYY[MM[DD[HH[MM[SS[.S]]]]]][+/-ZZZZ])");
+    let (body, offset) = match t.find(['+', '-']) {
+        Some(i) => (&t[..i], Some(parse_offset(&t[i..]).ok_or_else(bad)?)),
+        None => (t, None),
+    };
+    let (whole, frac) = match body.split_once('.') {
+        Some((w, f)) => (w, Some(f)),
+        None => (body, None),
+    };
+    if !matches!(whole.len(), 4 | 6 | 8 | 10 | 12 | 14)
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let part = |from: usize, default: u32| -> u32 {
+        whole
+            .get(from..from + 2)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(default)
+    };
+    let year: i32 = whole[..4].parse().map_err(|_| bad())?;
+    let nanos = match frac {
+        Some(f)
+            if whole.len() == 14
+                && !f.is_empty()
+                && f.len() <= 4
+                && f.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            f.parse::<u32>().map_err(|_| bad())? * 10u32.pow(9 - f.len() as u32)
+        }
+        Some(_) => return Err(bad()),
+        None => 0,
+    };
+    let date = NaiveDate::from_ymd_opt(year, part(4, 1), part(6, 1)).ok_or_else(bad)?;
+    let local = date
+        .and_hms_nano_opt(part(8, 0), part(10, 0), part(12, 0), nanos)
+        .ok_or_else(bad)?;
+    match offset {
+        Some(o) => match o.from_local_datetime(&local) {
+            LocalResult::Single(d) => Ok(d.with_timezone(&Utc)),
+            _ => Err(bad()),
+        },
+        None => tz.resolve(local),
+    }
+}
+
+fn parse_date(t: &str) -> Result<NaiveDate, String> {
+    if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
+        return NaiveDate::parse_from_str(&t[..10], "%Y-%m-%d")
+            .map_err(|_| format!("{t:?} is not a date"));
+    }
+    let d = t
+        .get(..8)
+        .ok_or_else(|| format!("{t:?} is not an HL7 date (YYYYMMDD)"))?;
+    NaiveDate::parse_from_str(d, "%Y%m%d")
+        .map_err(|_| format!("{t:?} is not an HL7 date (YYYYMMDD)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(t: &str, zone: &str) -> String {
+        parse_timestamp(t, &Zone::parse(zone).unwrap())
+            .unwrap()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    }
+
+    #[test]
+    fn hl7_timestamps_with_and_without_offsets() {
+        assert_eq!(ts("200808151030-0700", "UTC"), "2008-08-15T17:30:00Z");
+        assert_eq!(ts("20250129103726+0000", "UTC"), "2025-01-29T10:37:26Z");
+        assert_eq!(ts("20190514102527+0200", "UTC"), "2019-05-14T08:25:27Z");
+        assert_eq!(ts("202501021200", "UTC"), "2025-01-02T12:00:00Z");
+        assert_eq!(
+            ts("20100929110702.1234", "UTC"),
+            "2010-09-29T11:07:02.123400Z"
+        );
+        assert_eq!(ts("20250102", "UTC"), "2025-01-02T00:00:00Z");
+        assert_eq!(ts("2025", "UTC"), "2025-01-01T00:00:00Z");
+        // No offset: read in the mapping's zone, daylight saving included.
+        assert_eq!(ts("20250702120000", "Europe/Paris"), "2025-07-02T10:00:00Z");
+        assert_eq!(ts("20250102120000", "Europe/Paris"), "2025-01-02T11:00:00Z");
+        assert_eq!(ts("20250102120000", "-05:00"), "2025-01-02T17:00:00Z");
+        assert_eq!(
+            ts("2026-11-21T09:14:00+01:00", "UTC"),
+            "2026-11-21T08:14:00Z"
+        );
+    }
+
+    #[test]
+    fn bad_timestamps_say_what_is_wrong() {
+        let z = Zone::default();
+        for bad in [
+            "2025013",
+            "20251301",
+            "2025-13-01",
+            "2025010212000",
+            "yesterday",
+            "20250102+99",
+        ] {
+            let e = parse_timestamp(bad, &z).unwrap_err();
+            assert!(e.contains(bad), "{e}");
+        }
+        assert!(Zone::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn numbers_are_hl7_nm_only() {
+        let z = Zone::default();
+        assert_eq!(
+            Convert::Number.apply("7.2", &z).unwrap(),
+            Some(serde_json::json!(7.2))
+        );
+        assert_eq!(
+            Convert::Number.apply(" -40 ", &z).unwrap(),
+            Some(serde_json::json!(-40.0))
+        );
+        assert!(Convert::Number.apply("inf", &z).is_err());
+        assert!(Convert::Number.apply("1e5", &z).is_err());
+        assert_eq!(Convert::TryNumber.apply("<9", &z).unwrap(), None);
+        assert_eq!(
+            Convert::Date.apply("20080920", &z).unwrap(),
+            Some(serde_json::json!("2008-09-20"))
+        );
+        assert_eq!(
+            Convert::Boolean.apply("Y", &z).unwrap(),
+            Some(serde_json::json!(true))
+        );
+    }
+}

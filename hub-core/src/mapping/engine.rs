@@ -1,0 +1,259 @@
+//! Runs a compiled [`Mapping`] against a [`Document`]. Pure: no clock, no I/O;
+//! the caller supplies the receive time and event ids.
+
+use std::borrow::Cow;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::compile::{EventRule, Field, Mapping, Shape, Source};
+use super::document::{Document, Format};
+use crate::event::{EventData, EventKind, Source as Provenance, TherapyEvent};
+
+/// What the engine needs to know that is not in the document.
+pub struct MapContext<'a> {
+    pub source: &'a Provenance,
+    pub recorded_at: DateTime<Utc>,
+    /// Makes event ids; [`TherapyEvent::new_id`] in production.
+    pub new_id: &'a mut dyn FnMut() -> Uuid,
+}
+
+/// Why a message could not be mapped: which mapping, which field, which
+/// source path, and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("mapping {mapping}: {field}: {reason}")]
+pub struct MapError {
+    pub mapping: String,
+    pub field: String,
+    /// The source path involved (HL7 `OBX-5`), for the partner's error report.
+    pub location: Option<String>,
+    pub reason: String,
+}
+
+struct Run<'m, F: Format> {
+    mapping: &'m Mapping<F>,
+}
+
+impl<F: Format> Mapping<F> {
+    /// Maps one document to its events.
+    pub fn run<D: Document<Format = F>>(
+        &self,
+        doc: &D,
+        cx: &mut MapContext,
+    ) -> Result<Vec<TherapyEvent>, MapError> {
+        let run = Run { mapping: self };
+        let mut out = Vec::new();
+        for rule in &self.events {
+            let scopes = match &rule.foreach {
+                None => vec![doc.root()],
+                Some((text, p)) => {
+                    let s = doc.scopes(p, doc.root());
+                    if s.is_empty() && !rule.optional {
+                        return Err(run.err(
+                            "foreach",
+                            Some(text),
+                            format!("the message has no {text} to map"),
+                        ));
+                    }
+                    s
+                }
+            };
+            for scope in scopes {
+                out.push(run.event(rule, doc, scope, cx)?);
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<F: Format> Run<'_, F> {
+    fn err(&self, field: &str, location: Option<&str>, reason: String) -> MapError {
+        MapError {
+            mapping: self.mapping.name.clone(),
+            field: field.to_string(),
+            location: location.map(str::to_string),
+            reason,
+        }
+    }
+
+    fn event<D: Document<Format = F>>(
+        &self,
+        rule: &EventRule<F>,
+        doc: &D,
+        scope: D::Scope,
+        cx: &mut MapContext,
+    ) -> Result<TherapyEvent, MapError> {
+        let kind_value = self
+            .value(&rule.kind, doc, scope)?
+            .ok_or_else(|| self.err("kind", None, "no value for the event kind".into()))?;
+        let kind = kind_value
+            .as_str()
+            .and_then(EventKind::parse)
+            .ok_or_else(|| self.err("kind", None, format!("{kind_value} is not an event kind")))?;
+        let text = |f: &Option<Field<F>>| -> Result<Option<String>, MapError> {
+            Ok(match f {
+                Some(f) => self.value(f, doc, scope)?.map(|v| match v {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                }),
+                None => None,
+            })
+        };
+        let occurred = self.value(&rule.occurred_at, doc, scope)?;
+        let occurred_at = occurred
+            .as_ref()
+            .and_then(Value::as_str)
+            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
+            .map(|d| d.with_timezone(&Utc))
+            .ok_or_else(|| self.err("occurred_at", None, "no time for the event".into()))?;
+        let mut data = Map::new();
+        for f in &rule.data {
+            if let Some(v) = self.value(f, doc, scope)? {
+                data.insert(short(&f.name).to_string(), v);
+            }
+        }
+        let data = EventData::from_json(kind, Value::Object(data))
+            .map_err(|e| self.err("data", None, format!("not a valid {kind}: {e}")))?;
+        Ok(TherapyEvent {
+            schema: (),
+            event_id: (cx.new_id)(),
+            data,
+            coi: text(&rule.coi)?,
+            order_id: text(&rule.order_id)?,
+            product: text(&rule.product)?,
+            occurred_at,
+            recorded_at: cx.recorded_at,
+            source: cx.source.clone(),
+        })
+    }
+
+    /// Evaluates one field in a scope: `None` when it has no value.
+    fn value<D: Document<Format = F>>(
+        &self,
+        f: &Field<F>,
+        doc: &D,
+        scope: D::Scope,
+    ) -> Result<Option<Value>, MapError> {
+        let v = match &f.shape {
+            Shape::Scalar => self.scalar(f, doc, scope)?,
+            Shape::Object(children) => self.object(children, doc, scope)?,
+            Shape::List((_, p), children) => {
+                let mut items = Vec::new();
+                for s in doc.scopes(p, scope) {
+                    if let Some(o) = self.object(children, doc, s)? {
+                        items.push(o);
+                    }
+                }
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+        };
+        match v {
+            Some(v) => Ok(Some(v)),
+            None if f.default.is_some() => Ok(f.default.clone()),
+            None if f.required => Err(self.err(
+                &f.name,
+                self.first_path(f),
+                "required, but the message has no value".into(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    fn first_path<'f>(&self, f: &'f Field<F>) -> Option<&'f str> {
+        match &f.source {
+            Source::Paths(p) => p.first().map(|(t, _)| t.as_str()),
+            _ => None,
+        }
+    }
+
+    fn object<D: Document<Format = F>>(
+        &self,
+        children: &[Field<F>],
+        doc: &D,
+        scope: D::Scope,
+    ) -> Result<Option<Value>, MapError> {
+        let mut obj = Map::new();
+        for c in children {
+            if let Some(v) = self.value(c, doc, scope)? {
+                obj.insert(short(&c.name).to_string(), v);
+            }
+        }
+        Ok((!obj.is_empty()).then_some(Value::Object(obj)))
+    }
+
+    fn scalar<D: Document<Format = F>>(
+        &self,
+        f: &Field<F>,
+        doc: &D,
+        scope: D::Scope,
+    ) -> Result<Option<Value>, MapError> {
+        match &f.source {
+            Source::Const(v) => Ok(Some(v.clone())),
+            Source::Nested => Ok(None),
+            Source::Paths(paths) => {
+                let mut buf: Vec<Cow<str>> = Vec::new();
+                for (text, p) in paths {
+                    buf.clear();
+                    doc.values(p, scope, &mut buf);
+                    if buf.is_empty() {
+                        continue;
+                    }
+                    if D::is_multi(p) {
+                        let mut items = Vec::with_capacity(buf.len());
+                        for raw in &buf {
+                            if let Some(v) = self.convert(f, text, raw)? {
+                                items.push(v);
+                            }
+                        }
+                        return Ok(Some(Value::Array(items)));
+                    }
+                    if let Some(v) = self.convert(f, text, &buf[0])? {
+                        return Ok(Some(v));
+                    }
+                }
+                Ok(None)
+            }
+        }
+    }
+
+    /// Map, then convert, one source value.
+    fn convert(&self, f: &Field<F>, path: &str, raw: &str) -> Result<Option<Value>, MapError> {
+        let mapped = match &f.map {
+            None => None,
+            Some(m) => Some(match m.entries.get(raw).or(m.fallback.as_ref()) {
+                Some(v) => v.clone(),
+                None => {
+                    return Err(self.err(
+                        &f.name,
+                        Some(path),
+                        format!("value {raw:?} at {path} is not in map {}", m.name),
+                    ))
+                }
+            }),
+        };
+        match (f.convert, mapped) {
+            (None, Some(v)) => Ok(Some(v)),
+            (None, None) => Ok(Some(Value::String(raw.to_string()))),
+            (Some(c), Some(Value::String(s))) => self.apply(f, c, path, &s),
+            (Some(_), Some(v)) => Ok(Some(v)),
+            (Some(c), None) => self.apply(f, c, path, raw),
+        }
+    }
+
+    fn apply(
+        &self,
+        f: &Field<F>,
+        c: super::convert::Convert,
+        path: &str,
+        s: &str,
+    ) -> Result<Option<Value>, MapError> {
+        c.apply(s, &self.mapping.zone)
+            .map_err(|e| self.err(&f.name, Some(path), format!("{e} (at {path})")))
+    }
+}
+
+/// The last segment of a dotted field name: `data.results.value` → `value`.
+fn short(name: &str) -> &str {
+    name.rsplit('.').next().unwrap_or(name)
+}

@@ -1,0 +1,164 @@
+//! The mapping file format (TOML), as written by operators.
+//!
+//! ```toml
+//! description = "Lab results → qc.result_reported, one event per OBR"
+//! format = "hl7v2"
+//! message_types = ["ORU^R01"]
+//! partners = ["*"]            # or partner names; a named partner wins over "*"
+//! timezone = "UTC"            # for source times without an offset ("+01:00", "Europe/Paris")
+//!
+//! [maps.result_status]        # value maps, referenced by name
+//! F = "final"
+//! "*" = "unknown"             # optional fallback; without it an unmapped value is an error
+//!
+//! [[events]]
+//! kind = "qc.result_reported" # or { path = "ORC-1", map = "order_control" }
+//! foreach = "OBR"             # one event per OBR (optional; absent = one per message)
+//! coi = "PID-3[5=COI].1"
+//! order_id = { paths = ["ORC-2.1", "OBR-2.1"] }
+//! occurred_at = { paths = ["OBR-7", "MSH-7"] }   # required; converted as a timestamp
+//!
+//! [events.data]
+//! report_status = { path = "OBR-25", map = "result_status" }
+//! [events.data.results]
+//! foreach = "OBX"             # a list: one object per OBX in this OBR
+//! [events.data.results.fields]
+//! value = "OBX-5"
+//! numeric_value = { path = "OBX-5", convert = "try_number" }
+//! ```
+//!
+//! A field is either a path (string) or a table with: `path` or `paths`
+//! (first that has a value) or `value` (a constant); `map` (a map name or an
+//! inline table); `convert`; `default`; `required`; and `fields` (an object)
+//! with optional `foreach` (a list of objects).
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A whole mapping file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MappingFile {
+    #[serde(default)]
+    pub description: Option<String>,
+    pub format: Spanned<String>,
+    pub message_types: Spanned<Vec<String>>,
+    #[serde(default = "any_partner")]
+    pub partners: Vec<String>,
+    #[serde(default)]
+    pub timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub maps: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    pub events: Vec<EventSpec>,
+}
+
+fn any_partner() -> Vec<String> {
+    vec!["*".to_string()]
+}
+
+/// One `[[events]]` block.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventSpec {
+    pub kind: Spanned<FieldSpec>,
+    #[serde(default)]
+    pub foreach: Option<Spanned<String>>,
+    /// With `foreach`: finding nothing to iterate is fine (otherwise an error).
+    #[serde(default)]
+    pub optional: bool,
+    #[serde(default)]
+    pub coi: Option<Spanned<FieldSpec>>,
+    #[serde(default)]
+    pub order_id: Option<Spanned<FieldSpec>>,
+    #[serde(default)]
+    pub product: Option<Spanned<FieldSpec>>,
+    pub occurred_at: Spanned<FieldSpec>,
+    #[serde(default)]
+    pub data: BTreeMap<String, Spanned<FieldSpec>>,
+}
+
+/// How one output field is computed.
+#[derive(Debug, Default)]
+pub struct FieldSpec {
+    pub path: Option<String>,
+    pub paths: Vec<String>,
+    pub value: Option<toml::Value>,
+    pub map: Option<MapRef>,
+    pub convert: Option<String>,
+    pub default: Option<toml::Value>,
+    pub required: bool,
+    pub foreach: Option<String>,
+    pub fields: Option<BTreeMap<String, Spanned<FieldSpec>>>,
+}
+
+/// A value map: by name (`[maps.NAME]`) or inline.
+#[derive(Debug)]
+pub enum MapRef {
+    Named(String),
+    Inline(BTreeMap<String, toml::Value>),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FieldTable {
+    path: Option<String>,
+    #[serde(default)]
+    paths: Vec<String>,
+    value: Option<toml::Value>,
+    map: Option<MapRefRepr>,
+    convert: Option<String>,
+    default: Option<toml::Value>,
+    #[serde(default)]
+    required: bool,
+    foreach: Option<String>,
+    fields: Option<BTreeMap<String, Spanned<FieldSpec>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MapRefRepr {
+    Named(String),
+    Inline(BTreeMap<String, toml::Value>),
+}
+
+/// Hand-written so nested `Spanned` values keep their positions (an
+/// untagged enum would buffer the input and lose them).
+impl<'de> Deserialize<'de> for FieldSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FieldSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a path string or a field table")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<FieldSpec, E> {
+                Ok(FieldSpec {
+                    path: Some(v.to_string()),
+                    ..FieldSpec::default()
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<FieldSpec, A::Error> {
+                let t = FieldTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FieldSpec {
+                    path: t.path,
+                    paths: t.paths,
+                    value: t.value,
+                    map: t.map.map(|m| match m {
+                        MapRefRepr::Named(n) => MapRef::Named(n),
+                        MapRefRepr::Inline(t) => MapRef::Inline(t),
+                    }),
+                    convert: t.convert,
+                    default: t.default,
+                    required: t.required,
+                    foreach: t.foreach,
+                    fields: t.fields,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
