@@ -1,1 +1,16 @@
+//! cgthub, the binary's library: CLI, configuration, HTTP and the wiring of
+//! connectors, store, router and sinks.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the subcommands (`serve`, `check`, `test`, `events`, `dlq`, `send`, `bench`).
+//! - [`config`]: `config/cgthub.toml` and its environment overrides.
+//! - [`serve`]: starts and stops everything the config names.
+//! - [`http`]: `/healthz`, `/metrics`, `/api`.
+//! - [`registry`]: the connectors this binary knows, one line each.
 
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod registry;
+pub mod serve;

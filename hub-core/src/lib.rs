@@ -15,10 +15,20 @@
 //! - [`metrics`]: metric names and the Prometheus registry.
 //! - [`error`]: stages and error classes shared by all of the above.
 
+pub mod connector;
 pub mod error;
 pub mod event;
+pub mod hub;
 pub mod inbound;
 pub mod mapping;
+pub mod metrics;
+pub mod outbox;
+pub mod routing;
+pub mod sink;
+pub mod store;
 
+pub use connector::{Connector, ConnectorError};
 pub use event::{EventData, EventKind, TherapyEvent};
+pub use hub::Hub;
 pub use inbound::{Decoded, Inbound, Outcome, Problem, Receipt};
+pub use metrics::Metrics;

@@ -108,6 +108,8 @@ impl std::fmt::Display for EventKind {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Coded {
+    /// Empty when the source gives only a text (HL7 `^CBC PANEL`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub code: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub display: Option<String>,

@@ -169,7 +169,7 @@ fn event_rule<F: Format>(ctx: &Ctx, e: &EventSpec) -> Result<EventRule<F>, LoadE
     };
     check_kinds(ctx, &e.kind, &kind)?;
     let foreach = match &e.foreach {
-        Some(p) => Some(path::<F>(ctx, p.get_ref(), p.span())?),
+        Some(p) => Some(foreach_path::<F>(ctx, p.get_ref(), p.span())?),
         None => None,
     };
     let opt = |name: &str, f: &Option<Spanned<FieldSpec>>| -> Result<Option<Field<F>>, LoadError> {
@@ -224,6 +224,16 @@ fn check_kinds<F: Format>(
         }
     }
     Ok(())
+}
+
+fn foreach_path<F: Format>(
+    ctx: &Ctx,
+    text: &str,
+    span: std::ops::Range<usize>,
+) -> Result<(String, F::Path), LoadError> {
+    let (text, p) = path::<F>(ctx, text, span.clone())?;
+    F::check_foreach(&p).map_err(|e| ctx.err(span, e))?;
+    Ok((text, p))
 }
 
 fn path<F: Format>(
@@ -308,7 +318,7 @@ fn field<F: Format>(
                 .map(|(n, f)| field::<F>(ctx, &format!("{name}.{n}"), f))
                 .collect::<Result<Vec<_>, _>>()?;
             match foreach {
-                Some(p) => Shape::List(path::<F>(ctx, p, span.clone())?, children),
+                Some(p) => Shape::List(foreach_path::<F>(ctx, p, span.clone())?, children),
                 None => Shape::Object(children),
             }
         }

@@ -15,6 +15,11 @@ pub trait Format: Debug + 'static {
     type Path: Clone + Debug + Send + Sync + 'static;
     /// Compiles a path, or says precisely what is wrong with it.
     fn parse_path(text: &str) -> Result<Self::Path, String>;
+
+    /// Whether a path can drive `foreach` (select repeated groups).
+    fn check_foreach(_path: &Self::Path) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// A parsed message that answers compiled paths.

@@ -24,11 +24,38 @@ pub struct MapContext<'a> {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("mapping {mapping}: {field}: {reason}")]
 pub struct MapError {
+    pub kind: MapErrorKind,
     pub mapping: String,
     pub field: String,
     /// The source path involved (HL7 `OBX-5`), for the partner's error report.
     pub location: Option<String>,
     pub reason: String,
+}
+
+/// What kind of mapping failure, for the partner's error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapErrorKind {
+    /// A required value is absent.
+    Required,
+    /// A value is not in its value map.
+    NotInMap,
+    /// A value could not be converted (time, number).
+    BadValue,
+    /// The mapped event does not fit its kind, or another mapping mistake.
+    Invalid,
+}
+
+impl MapErrorKind {
+    /// A stable code for stores, metrics and problem bodies.
+    pub const fn code(self) -> &'static str {
+        match self {
+            MapErrorKind::Required => "required_field_missing",
+            MapErrorKind::NotInMap => "value_not_in_map",
+            MapErrorKind::BadValue => "bad_value",
+            MapErrorKind::Invalid => "invalid_event",
+        }
+    }
 }
 
 struct Run<'m, F: Format> {
@@ -50,7 +77,8 @@ impl<F: Format> Mapping<F> {
                 Some((text, p)) => {
                     let s = doc.scopes(p, doc.root());
                     if s.is_empty() && !rule.optional {
-                        return Err(run.err(
+                        return Err(run.err_kind(
+                            MapErrorKind::Required,
                             "foreach",
                             Some(text),
                             format!("the message has no {text} to map"),
@@ -69,7 +97,18 @@ impl<F: Format> Mapping<F> {
 
 impl<F: Format> Run<'_, F> {
     fn err(&self, field: &str, location: Option<&str>, reason: String) -> MapError {
+        self.err_kind(MapErrorKind::Invalid, field, location, reason)
+    }
+
+    fn err_kind(
+        &self,
+        kind: MapErrorKind,
+        field: &str,
+        location: Option<&str>,
+        reason: String,
+    ) -> MapError {
         MapError {
+            kind,
             mapping: self.mapping.name.clone(),
             field: field.to_string(),
             location: location.map(str::to_string),
@@ -151,7 +190,8 @@ impl<F: Format> Run<'_, F> {
         match v {
             Some(v) => Ok(Some(v)),
             None if f.default.is_some() => Ok(f.default.clone()),
-            None if f.required => Err(self.err(
+            None if f.required => Err(self.err_kind(
+                MapErrorKind::Required,
                 &f.name,
                 self.first_path(f),
                 "required, but the message has no value".into(),
@@ -224,7 +264,8 @@ impl<F: Format> Run<'_, F> {
             Some(m) => Some(match m.entries.get(raw).or(m.fallback.as_ref()) {
                 Some(v) => v.clone(),
                 None => {
-                    return Err(self.err(
+                    return Err(self.err_kind(
+                        MapErrorKind::NotInMap,
                         &f.name,
                         Some(path),
                         format!("value {raw:?} at {path} is not in map {}", m.name),
@@ -248,8 +289,14 @@ impl<F: Format> Run<'_, F> {
         path: &str,
         s: &str,
     ) -> Result<Option<Value>, MapError> {
-        c.apply(s, &self.mapping.zone)
-            .map_err(|e| self.err(&f.name, Some(path), format!("{e} (at {path})")))
+        c.apply(s, &self.mapping.zone).map_err(|e| {
+            self.err_kind(
+                MapErrorKind::BadValue,
+                &f.name,
+                Some(path),
+                format!("{e} (at {path})"),
+            )
+        })
     }
 }
 

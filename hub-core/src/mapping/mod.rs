@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 pub use compile::{compile, Mapping};
 pub use document::{Document, Format};
-pub use engine::{MapContext, MapError};
+pub use engine::{MapContext, MapError, MapErrorKind};
 
 /// A file that could not be loaded, with the line to look at.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,352 @@
+//! One group commit's worth of writes, inside the writer's transaction.
+//!
+//! Messages are inserted first, all at once, with ids assigned here: the
+//! writer holds the write lock, so `max(id) + 1…` are ours, and the ids in
+//! `RETURNING` tell which rows a dedup conflict skipped without relying on
+//! the (unspecified) order of RETURNING rows. Then every request is handled
+//! in arrival order, collecting rows; the rows go in with a few multi-row
+//! statements (see [`insert`](super::insert)); repeats are answered last.
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+use sqlx::SqliteConnection;
+
+use super::audit::{self, AuditDraft, AuditHead, AuditRow};
+use super::insert::{self, DeadRow, EventRow};
+use super::ops::{mismatch, Answer, Request};
+use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
+use super::{time, StoreError};
+use crate::error::{ErrorClass, Stage};
+use crate::inbound::{Outcome, Receipt};
+
+/// Audit actor for what the store records on its own.
+const SYSTEM: &str = "system";
+
+/// Dead letter code for a delivery that gave up.
+const DELIVERY_FAILED: &str = "delivery_failed";
+
+/// The answers to a batch (in request order) and the audit head after it.
+pub(crate) struct Applied {
+    pub answers: Vec<Result<Answer, StoreError>>,
+    pub head: AuditHead,
+}
+
+/// Per-request answers; an outer `Err` aborts the transaction.
+type Answered = Result<Result<Answer, StoreError>, sqlx::Error>;
+
+/// Runs every request inside the already open transaction. An `Err` means
+/// the transaction must be rolled back; per-request problems that need no
+/// rollback (a missing outbox row) are answered in `Applied::answers`.
+pub(crate) async fn apply(
+    conn: &mut SqliteConnection,
+    reqs: &[&Request],
+    head: &AuditHead,
+) -> Result<Applied, sqlx::Error> {
+    let mut b = Batch {
+        now: time::fmt(Utc::now()),
+        head: head.clone(),
+        events: Vec::new(),
+        dead: Vec::new(),
+        audit: Vec::new(),
+        delivered: Vec::new(),
+        dead_next: None,
+    };
+    let intakes: Vec<(usize, &IntakeRecord)> = reqs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| match r {
+            Request::Intake(rec) => Some((i, rec)),
+            _ => None,
+        })
+        .collect();
+    let first_id = if intakes.is_empty() {
+        0
+    } else {
+        insert::next_id(conn, "messages").await?
+    };
+    let t0 = std::time::Instant::now();
+    let inserted = insert::insert_messages(conn, &intakes, first_id, &b.now).await?;
+    let t1 = t0.elapsed();
+
+    let mut answers: Vec<Option<Result<Answer, StoreError>>> = reqs.iter().map(|_| None).collect();
+    let mut duplicates: Vec<(usize, &IntakeRecord)> = Vec::new();
+    let mut intake_no = 0usize;
+    for (i, req) in reqs.iter().copied().enumerate() {
+        answers[i] = Some(match req {
+            Request::Intake(rec) => {
+                let row = first_id + intake_no as i64;
+                let fresh = inserted.get(intake_no).copied().unwrap_or(false);
+                intake_no += 1;
+                if !fresh {
+                    duplicates.push((i, rec));
+                    continue;
+                }
+                Ok(Answer::Receipt(b.fresh_intake(conn, rec, row).await?))
+            }
+            Request::Delivered(ids) => {
+                b.delivered.extend_from_slice(ids);
+                Ok(Answer::Done)
+            }
+            Request::RetryLater {
+                outbox_id,
+                attempts,
+                next_attempt_at,
+                error,
+            } => retry_later(conn, *outbox_id, *attempts, *next_attempt_at, error).await?,
+            Request::DeadLetterDelivery {
+                outbox_id,
+                attempts,
+                class,
+                error,
+            } => {
+                b.dead_letter_delivery(conn, *outbox_id, *attempts, *class, error)
+                    .await?
+            }
+            Request::Audit(d) => Ok(Answer::Id(b.append_audit(d.clone()))),
+        });
+    }
+
+    let t2 = t0.elapsed();
+    insert::insert_events(conn, &b.events, &b.now).await?;
+    let t3 = t0.elapsed();
+    insert::insert_dead_letters(conn, &b.dead, &b.now).await?;
+    insert::mark_delivered(conn, &b.delivered, &b.now).await?;
+    audit::insert(conn, &b.audit).await?;
+    let t4 = t0.elapsed();
+    if std::env::var("STORE_TRACE").is_ok() {
+        eprintln!(
+            "n={} msgs={:?} loop={:?} events={:?} rest={:?}",
+            reqs.len(),
+            t1,
+            t2 - t1,
+            t3 - t2,
+            t4 - t3
+        );
+    }
+    for (i, rec) in duplicates {
+        answers[i] = Some(duplicate_receipt(conn, rec).await?);
+    }
+    let answers = answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(mismatch("batch"))))
+        .collect();
+    Ok(Applied {
+        answers,
+        head: b.head,
+    })
+}
+
+/// Rows collected while the batch's requests are handled.
+struct Batch<'a> {
+    /// The batch's timestamp (created_at, updated_at, audit `at`).
+    now: String,
+    /// Working copy of the audit chain head.
+    head: AuditHead,
+    events: Vec<EventRow<'a>>,
+    dead: Vec<DeadRow<'a>>,
+    audit: Vec<AuditRow>,
+    delivered: Vec<i64>,
+    /// Next dead letter id, read on first use.
+    dead_next: Option<i64>,
+}
+
+impl<'a> Batch<'a> {
+    fn append_audit(&mut self, draft: AuditDraft) -> i64 {
+        let row = self.head.append(&self.now, draft);
+        let id = row.id;
+        self.audit.push(row);
+        id
+    }
+
+    async fn dead_letter_id(&mut self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+        let id = match self.dead_next {
+            Some(id) => id,
+            None => insert::next_id(conn, "dead_letters").await?,
+        };
+        self.dead_next = Some(id + 1);
+        Ok(id)
+    }
+
+    /// Events (and their outbox rows) for a routed message; a dead letter
+    /// and an audit record for a failed or rejected one.
+    async fn fresh_intake(
+        &mut self,
+        conn: &mut SqliteConnection,
+        rec: &'a IntakeRecord,
+        row: i64,
+    ) -> Result<Receipt, sqlx::Error> {
+        let (problem, rejected) = match &rec.outcome {
+            IntakeOutcome::Events(evs) => {
+                self.events.extend(evs.iter().map(|ev| EventRow {
+                    ev,
+                    id: ev.event_id.hyphenated().to_string(),
+                    message_row: row,
+                }));
+                let outcome = Outcome::Accepted { events: evs.len() };
+                return Ok(receipt(row, outcome, false));
+            }
+            IntakeOutcome::Failed(p) => (p, false),
+            IntakeOutcome::Rejected(p) => (p, true),
+        };
+        let dl = self.dead_letter_id(conn).await?;
+        self.dead.push(DeadRow {
+            id: dl,
+            message_row: row,
+            event_id: None,
+            route: None,
+            sink: None,
+            stage: problem.stage.as_str(),
+            class: ErrorClass::Permanent,
+            code: problem.code,
+            reason: &problem.reason,
+            attempts: 1,
+        });
+        let i = &rec.inbound;
+        let detail = json!({
+            "connector": i.connector, "partner": i.partner, "message_id": i.message_id,
+            "stage": problem.stage.as_str(), "code": problem.code, "dead_letter": dl,
+        });
+        let (action, outcome) = if rejected {
+            (
+                "message.rejected",
+                Outcome::Rejected(problem.reason.clone()),
+            )
+        } else {
+            (
+                "message.dead_lettered",
+                Outcome::Failed(problem.reason.clone()),
+            )
+        };
+        self.append_audit(AuditDraft::new(
+            SYSTEM,
+            action,
+            format!("message:{row}"),
+            &detail,
+        ));
+        Ok(receipt(row, outcome, false))
+    }
+
+    /// Outbox row → dead, plus a dead letter and an audit record.
+    async fn dead_letter_delivery(
+        &mut self,
+        conn: &mut SqliteConnection,
+        outbox_id: i64,
+        attempts: u32,
+        class: ErrorClass,
+        error: &'a str,
+    ) -> Answered {
+        let found: Option<(String, String, String, i64)> = sqlx::query_as(
+            "SELECT o.event_id, o.route, o.sink, e.message_row FROM outbox o \
+             JOIN events e ON e.event_id = o.event_id WHERE o.id = ? AND o.state = 'pending'",
+        )
+        .bind(outbox_id)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some((event_id, route, sink, message_row)) = found else {
+            return Ok(Err(not_pending("dead_letter_delivery", outbox_id)));
+        };
+        sqlx::query("UPDATE outbox SET state = 'dead', attempts = ?, last_error = ? WHERE id = ?")
+            .bind(i64::from(attempts))
+            .bind(error)
+            .bind(outbox_id)
+            .execute(&mut *conn)
+            .await?;
+        let dl = self.dead_letter_id(conn).await?;
+        let detail = json!({
+            "event_id": event_id, "route": route, "sink": sink,
+            "class": class.as_str(), "attempts": attempts, "dead_letter": dl,
+        });
+        let subject = format!("outbox:{outbox_id}");
+        self.append_audit(AuditDraft::new(
+            SYSTEM,
+            "delivery.dead_lettered",
+            subject,
+            &detail,
+        ));
+        self.dead.push(DeadRow {
+            id: dl,
+            message_row,
+            event_id: Some(event_id),
+            route: Some(route),
+            sink: Some(sink),
+            stage: Stage::Deliver.as_str(),
+            class,
+            code: DELIVERY_FAILED,
+            reason: error,
+            attempts: i64::from(attempts),
+        });
+        Ok(Ok(Answer::Id(dl)))
+    }
+}
+
+fn receipt(message_row: i64, outcome: Outcome, duplicate: bool) -> Receipt {
+    Receipt {
+        message_row,
+        outcome,
+        duplicate,
+    }
+}
+
+fn not_pending(op: &'static str, outbox_id: i64) -> StoreError {
+    StoreError::NotFound {
+        op,
+        what: format!("pending outbox row {outbox_id}"),
+    }
+}
+
+/// Reschedules a pending row; a row no longer pending is not resurrected.
+async fn retry_later(
+    conn: &mut SqliteConnection,
+    outbox_id: i64,
+    attempts: u32,
+    next_attempt_at: DateTime<Utc>,
+    error: &str,
+) -> Answered {
+    let done = sqlx::query(
+        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? \
+         WHERE id = ? AND state = 'pending'",
+    )
+    .bind(i64::from(attempts))
+    .bind(time::fmt(next_attempt_at))
+    .bind(error)
+    .bind(outbox_id)
+    .execute(conn)
+    .await?;
+    Ok(match done.rows_affected() {
+        1 => Ok(Answer::Done),
+        _ => Err(not_pending("retry_later", outbox_id)),
+    })
+}
+
+/// The receipt for a repeat: the original's row id and outcome.
+async fn duplicate_receipt(conn: &mut SqliteConnection, rec: &IntakeRecord) -> Answered {
+    let i = &rec.inbound;
+    let original: Option<(i64, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT m.id, m.status, m.error, (SELECT COUNT(*) FROM events e WHERE e.message_row = m.id) \
+         FROM messages m WHERE m.connector = ? AND m.partner = ? AND m.message_id = ?",
+    )
+    .bind(i.connector)
+    .bind(i.partner.as_str())
+    .bind(i.message_id.as_deref())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((id, status, error, events)) = original else {
+        return Ok(Err(StoreError::Corrupt {
+            table: "messages",
+            detail: format!(
+                "{} conflicted but is not stored",
+                super::ops::message_subject(rec)
+            ),
+        }));
+    };
+    let error = error.unwrap_or_default();
+    let outcome = match MessageStatus::parse(&status) {
+        Ok(MessageStatus::Dead) => Outcome::Failed(error),
+        Ok(MessageStatus::Rejected) => Outcome::Rejected(error),
+        Ok(_) => Outcome::Accepted {
+            events: usize::try_from(events).unwrap_or(0),
+        },
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(Answer::Receipt(receipt(id, outcome, true))))
+}

@@ -1,0 +1,213 @@
+//! Multi-row INSERTs and UPDATEs for one batch.
+//!
+//! sqlx-sqlite hands each statement to its worker thread over a channel, so
+//! the cost that matters is statements per batch, not rows: each table gets
+//! one `INSERT … VALUES (…), (…)` per chunk, and chunks stay under SQLite's
+//! 32,766 bind variables.
+
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+
+use super::records::{IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing};
+use super::time;
+use crate::error::ErrorClass;
+
+/// Rows per statement so that `rows × columns` stays under 32,766.
+fn chunk_rows(columns: usize) -> usize {
+    32_766 / columns
+}
+
+/// An event to insert, under the message row it belongs to.
+pub(crate) struct EventRow<'a> {
+    pub ev: &'a PreparedEvent,
+    /// Hyphenated lowercase UUID.
+    pub id: String,
+    pub message_row: i64,
+}
+
+/// A dead letter to insert, its id already assigned.
+pub(crate) struct DeadRow<'a> {
+    pub id: i64,
+    pub message_row: i64,
+    pub event_id: Option<String>,
+    pub route: Option<String>,
+    pub sink: Option<String>,
+    pub stage: &'static str,
+    pub class: ErrorClass,
+    pub code: &'static str,
+    pub reason: &'a str,
+    pub attempts: i64,
+}
+
+/// The next free id of `table` (which has an INTEGER PRIMARY KEY `id`).
+/// Only meaningful inside the writer's transaction, which holds the lock.
+pub(crate) async fn next_id(
+    conn: &mut SqliteConnection,
+    table: &'static str,
+) -> Result<i64, sqlx::Error> {
+    let sql = format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table}");
+    sqlx::query_scalar(&sql).fetch_one(conn).await
+}
+
+/// Inserts the batch's messages with ids `first_id..`, skipping repeats of
+/// a dedup key. Returns, per intake, whether its row was inserted.
+pub(crate) async fn insert_messages(
+    conn: &mut SqliteConnection,
+    intakes: &[(usize, &IntakeRecord)],
+    first_id: i64,
+    now: &str,
+) -> Result<Vec<bool>, sqlx::Error> {
+    let mut inserted = vec![false; intakes.len()];
+    let mut offset = 0usize;
+    for chunk in intakes.chunks(chunk_rows(14)) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO messages (id, connector, partner, message_id, content_type, payload, \
+             sha256, status, error_code, error, stage, received_at, origin, updated_at) ",
+        );
+        let base = first_id + offset as i64;
+        qb.push_values(chunk.iter().enumerate(), |mut b, (n, (_, rec))| {
+            let i = &rec.inbound;
+            let (status, problem) = match &rec.outcome {
+                IntakeOutcome::Events(_) => (MessageStatus::Routed, None),
+                IntakeOutcome::Failed(p) => (MessageStatus::Dead, Some(p)),
+                IntakeOutcome::Rejected(p) => (MessageStatus::Rejected, Some(p)),
+            };
+            b.push_bind(base + n as i64)
+                .push_bind(i.connector)
+                .push_bind(i.partner.as_str())
+                .push_bind(i.message_id.as_deref())
+                .push_bind(i.content_type)
+                .push_bind(i.payload.as_ref())
+                .push_bind(i.sha256.as_str())
+                .push_bind(status.as_str())
+                .push_bind(problem.map(|p| p.code))
+                .push_bind(problem.map(|p| p.reason.as_str()))
+                .push_bind(problem.map(|p| p.stage.as_str()))
+                .push_bind(time::fmt(i.received_at))
+                .push_bind(i.origin.as_str())
+                .push_bind(now);
+        });
+        qb.push(" ON CONFLICT (connector, partner, message_id) DO NOTHING RETURNING id");
+        let ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
+        for id in ids {
+            if let Some(slot) = usize::try_from(id - first_id)
+                .ok()
+                .and_then(|k| inserted.get_mut(k))
+            {
+                *slot = true;
+            }
+        }
+        offset += chunk.len();
+    }
+    Ok(inserted)
+}
+
+/// Inserts events, then one outbox row per destination (due now).
+pub(crate) async fn insert_events(
+    conn: &mut SqliteConnection,
+    rows: &[EventRow<'_>],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(chunk_rows(10)) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (event_id, message_row, kind, coi, order_id, product, \
+             occurred_at, recorded_at, body, routing) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            let routing = if r.ev.destinations.is_empty() {
+                Routing::Unmatched
+            } else {
+                Routing::Routed
+            };
+            b.push_bind(r.id.as_str())
+                .push_bind(r.message_row)
+                .push_bind(r.ev.kind)
+                .push_bind(r.ev.coi.as_deref())
+                .push_bind(r.ev.order_id.as_deref())
+                .push_bind(r.ev.product.as_deref())
+                .push_bind(time::fmt(r.ev.occurred_at))
+                .push_bind(time::fmt(r.ev.recorded_at))
+                .push_bind(r.ev.body.as_str())
+                .push(if routing == Routing::Routed {
+                    "'routed'"
+                } else {
+                    "'unmatched'"
+                });
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    let outbox: Vec<(&str, &str, &str)> = rows
+        .iter()
+        .flat_map(|r| {
+            r.ev.destinations
+                .iter()
+                .map(move |d| (r.id.as_str(), d.route.as_str(), d.sink.as_str()))
+        })
+        .collect();
+    for chunk in outbox.chunks(chunk_rows(5)) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO outbox (event_id, route, sink, state, attempts, next_attempt_at, created_at) ",
+        );
+        qb.push_values(chunk, |mut b, (event_id, route, sink)| {
+            b.push_bind(*event_id)
+                .push_bind(*route)
+                .push_bind(*sink)
+                .push("'pending'")
+                .push("0")
+                .push_bind(now)
+                .push_bind(now);
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+pub(crate) async fn insert_dead_letters(
+    conn: &mut SqliteConnection,
+    rows: &[DeadRow<'_>],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in rows.chunks(chunk_rows(12)) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO dead_letters (id, message_row, event_id, route, sink, stage, class, code, \
+             reason, attempts, created_at, status) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(r.message_row)
+                .push_bind(r.event_id.as_deref())
+                .push_bind(r.route.as_deref())
+                .push_bind(r.sink.as_deref())
+                .push_bind(r.stage)
+                .push_bind(r.class.as_str())
+                .push_bind(r.code)
+                .push_bind(r.reason)
+                .push_bind(r.attempts)
+                .push_bind(now)
+                .push("'open'");
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Pending rows among `ids` become delivered; others are left as they are
+/// (a late confirm must not resurrect a dead-lettered row).
+pub(crate) async fn mark_delivered(
+    conn: &mut SqliteConnection,
+    ids: &[i64],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for chunk in ids.chunks(30_000) {
+        let mut qb =
+            QueryBuilder::<Sqlite>::new("UPDATE outbox SET state = 'delivered', delivered_at = ");
+        qb.push_bind(now)
+            .push(" WHERE state = 'pending' AND id IN (");
+        let mut sep = qb.separated(", ");
+        for id in chunk {
+            sep.push_bind(*id);
+        }
+        qb.push(")");
+        qb.build().execute(&mut *conn).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,370 @@
+//! The durable store: raw messages, events, outbox, dead letters and the
+//! audit log, in SQLite (WAL), written by one group-commit task.
+//!
+//! Nothing the hub has acknowledged to a partner may be lost, so a connector
+//! ACKs only after [`Store::intake`] returns, and `intake` returns only after
+//! the COMMIT of the transaction that holds the message. Concurrent callers
+//! share transactions (group commit, see [`writer`]) and each learns when its
+//! own message is durable. Reads go through a separate pool of read-only
+//! connections and never wait for the writer (WAL).
+//!
+//! Files: `mod.rs` (the handle, opening), `writer.rs` (the group-commit
+//! task), `batch.rs` (the SQL of one batch), `ops.rs` (what the writer is
+//! asked), `query.rs` (reads), `audit.rs` (hash chain), `records.rs` (row
+//! types), `time.rs` (stored timestamps), `error.rs`. The schema is in
+//! `hub-core/migrations/sqlite/`, embedded in the binary.
+
+mod audit;
+mod batch;
+mod checkpoint;
+mod error;
+mod insert;
+mod ops;
+mod query;
+mod records;
+mod time;
+mod writer;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::ConnectOptions;
+use tokio::sync::{mpsc, oneshot};
+
+pub use audit::{AuditCheck, GENESIS};
+pub use error::StoreError;
+pub use records::{
+    DeadLetter, Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord,
+    MessageStatus, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
+};
+
+use crate::error::ErrorClass;
+use crate::inbound::Receipt;
+use audit::{AuditDraft, AuditHead};
+use ops::{Answer, Command, Op, Request};
+
+/// The schema, embedded at compile time.
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The writer's own WAL auto-checkpoint threshold, in pages (32 MiB): a
+/// backstop behind the background checkpointer (see [`checkpoint`]).
+const WRITER_AUTOCHECKPOINT_PAGES: &str = "8192";
+
+/// A WAL file that grew beyond this under load is truncated back to it
+/// once it restarts (bytes).
+const WAL_SIZE_LIMIT: &str = "67108864";
+
+/// How long a connection waits for a lock held by another process (e.g. a
+/// `cgthub` CLI command) before the operation fails as transient.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What one group commit did, reported to [`StoreOptions::on_batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchStats {
+    /// Operations in the transaction (intakes, confirmations, audit records…).
+    pub ops: usize,
+    /// Of which intakes.
+    pub messages: usize,
+    /// From BEGIN to the end of COMMIT (including the fsync).
+    pub commit: Duration,
+}
+
+/// Called by the writer after each successful commit, before the callers are
+/// answered: keep it quick (update a metric, count).
+pub type OnBatch = Arc<dyn Fn(BatchStats) + Send + Sync>;
+
+/// How to open the store.
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// `sqlite://data/cgthub.db`, relative to the working directory; parent
+    /// directories are created. In-memory databases are refused: the
+    /// readers would not see the writer's data.
+    pub url: String,
+    /// Most messages in one group commit.
+    pub batch_max: usize,
+    /// Size of the read-only connection pool.
+    pub read_connections: u32,
+    /// `PRAGMA synchronous=FULL` (default): a commit survives power loss.
+    /// `false` = NORMAL: survives a crash of the process, not of the machine.
+    pub synchronous_full: bool,
+    /// Called after each commit, e.g. to feed a batch size histogram.
+    pub on_batch: Option<OnBatch>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            url: "sqlite://data/cgthub.db".into(),
+            batch_max: 512,
+            read_connections: 4,
+            synchronous_full: true,
+            on_batch: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("url", &self.url)
+            .field("batch_max", &self.batch_max)
+            .field("read_connections", &self.read_connections)
+            .field("synchronous_full", &self.synchronous_full)
+            .field("on_batch", &self.on_batch.is_some())
+            .finish()
+    }
+}
+
+/// A handle on the store; clones share the writer and the reader pool.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Command>,
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database, applies migrations, starts
+    /// the writer task on its own connection and opens the reader pool.
+    /// Must be called inside a tokio runtime.
+    pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
+        let base = connect_options(&opts.url)?;
+        if let Some(dir) = base
+            .get_filename()
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| StoreError::CreateDir {
+                    path: dir.to_path_buf(),
+                    source: e.into(),
+                })?;
+        }
+        let open_err = |e: sqlx::Error| StoreError::Open {
+            url: opts.url.clone(),
+            source: e.into(),
+        };
+        let sync = if opts.synchronous_full {
+            SqliteSynchronous::Full
+        } else {
+            SqliteSynchronous::Normal
+        };
+        let mut conn = base
+            .clone()
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(sync)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            // 64 MiB of page cache: the indexes of a busy day stay in memory.
+            .pragma("cache_size", "-65536")
+            // Statement journals of multi-row INSERTs stay off the disk.
+            .pragma("temp_store", "memory")
+            .pragma(
+                "wal_autocheckpoint",
+                std::env::var("X_CKPT").unwrap_or(WRITER_AUTOCHECKPOINT_PAGES.into()),
+            )
+            .pragma("journal_size_limit", WAL_SIZE_LIMIT)
+            // Batch statements are long; their text is noise in the logs.
+            .disable_statement_logging()
+            .connect()
+            .await
+            .map_err(open_err)?;
+        MIGRATOR
+            .run(&mut conn)
+            .await
+            .map_err(|e| StoreError::Migrate { source: e.into() })?;
+        let head = AuditHead::load(&mut conn).await.map_err(open_err)?;
+        let checkpoint = if std::env::var("X_BG").is_ok() {
+            None
+        } else {
+            Some(checkpoint::spawn(
+                base.clone()
+                    .synchronous(sync)
+                    .busy_timeout(BUSY_TIMEOUT)
+                    .connect()
+                    .await
+                    .map_err(open_err)?,
+            ))
+        };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(opts.read_connections.max(1))
+            .connect_with(base.read_only(true).busy_timeout(BUSY_TIMEOUT))
+            .await
+            .map_err(open_err)?;
+        let batch_max = opts.batch_max.max(1);
+        let (tx, rx) = mpsc::channel(batch_max.saturating_mul(2).max(64));
+        let writer = writer::Writer {
+            conn,
+            rx,
+            head,
+            batch_max,
+            on_batch: opts.on_batch,
+            closing: None,
+            checkpoint,
+        };
+        tokio::spawn(writer.run());
+        tracing::info!(url = %opts.url, batch_max, "store open");
+        Ok(Store { tx, pool })
+    }
+
+    /// Makes one inbound message and its outcome durable. Returns after the
+    /// COMMIT that holds it: the connector may ACK then, not before. A repeat
+    /// of `(connector, partner, message_id)` writes nothing and returns the
+    /// original's row and outcome with `duplicate: true`.
+    pub async fn intake(&self, rec: IntakeRecord) -> Result<Receipt, StoreError> {
+        Answer::receipt(self.call(Request::Intake(rec)).await)
+    }
+
+    /// Outbox rows of `sink` due at `now`, oldest first, with event bodies.
+    pub async fn pending(
+        &self,
+        sink: &str,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<OutboxItem>, StoreError> {
+        query::pending(&self.pool, sink, limit, now).await
+    }
+
+    /// Marks pending outbox rows delivered (in the next group commit).
+    pub async fn delivered(&self, outbox_ids: Vec<i64>) -> Result<(), StoreError> {
+        if outbox_ids.is_empty() {
+            return Ok(());
+        }
+        Answer::done(self.call(Request::Delivered(outbox_ids)).await, "delivered")
+    }
+
+    /// Records a failed attempt on a pending row and when to try again.
+    /// `NotFound` when the row is not pending (delivered or dead meanwhile).
+    pub async fn retry_later(
+        &self,
+        outbox_id: i64,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    ) -> Result<(), StoreError> {
+        let req = Request::RetryLater {
+            outbox_id,
+            attempts,
+            next_attempt_at,
+            error,
+        };
+        Answer::done(self.call(req).await, "retry_later")
+    }
+
+    /// Gives up on a pending row: outbox state `dead`, a dead letter (stage
+    /// `deliver`) and an audit record, in one transaction. Returns the dead
+    /// letter's id; `NotFound` when the row is not pending.
+    pub async fn dead_letter_delivery(
+        &self,
+        outbox_id: i64,
+        attempts: u32,
+        class: ErrorClass,
+        error: String,
+    ) -> Result<i64, StoreError> {
+        let req = Request::DeadLetterDelivery {
+            outbox_id,
+            attempts,
+            class,
+            error,
+        };
+        Answer::id(self.call(req).await, "dead_letter_delivery")
+    }
+
+    /// Appends to the hash-chained audit log (through the writer, so the
+    /// chain is serial). Returns the record's id.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        detail: serde_json::Value,
+    ) -> Result<i64, StoreError> {
+        let draft = AuditDraft::new(actor, action, subject.to_owned(), &detail);
+        Answer::id(self.call(Request::Audit(draft)).await, "audit")
+    }
+
+    /// Walks the audit chain; `first_bad` names the first broken record.
+    pub async fn verify_audit(&self) -> Result<AuditCheck, StoreError> {
+        audit::verify(&self.pool).await
+    }
+
+    /// Stored events matching `f`, newest first.
+    pub async fn events(&self, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+        query::events(&self.pool, f).await
+    }
+
+    /// One raw message with its payload and events.
+    pub async fn message(&self, id: i64) -> Result<Option<MessageRecord>, StoreError> {
+        query::message(&self.pool, id).await
+    }
+
+    /// The newest dead letters.
+    pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
+        query::dead_letters(&self.pool, limit).await
+    }
+
+    /// One dead letter with the message (and payload) it came from.
+    pub async fn dead_letter(
+        &self,
+        id: i64,
+    ) -> Result<Option<(DeadLetter, MessageRecord)>, StoreError> {
+        query::dead_letter(&self.pool, id).await
+    }
+
+    /// Outbox counts and the age of the oldest pending row at `now`.
+    pub async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
+        query::outbox_stats(&self.pool, now).await
+    }
+
+    /// Messages by status, events, unmatched events, dead letters.
+    pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
+        query::counts(&self.pool).await
+    }
+
+    /// Commits what is queued, stops the writer, closes all connections.
+    /// Later calls on any clone fail with [`StoreError::Closed`].
+    pub async fn close(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.tx.send(Command::Close(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        self.pool.close().await;
+    }
+
+    async fn call(&self, req: Request) -> Result<Answer, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx
+            .send(Command::Op(Op { req, reply }))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        answer.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Parses the URL, refusing in-memory databases.
+fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    if url.contains(":memory:") || url.contains("mode=memory") {
+        return Err(StoreError::Config {
+            url: url.into(),
+            reason: "in-memory databases are not supported; use a file".into(),
+        });
+    }
+    let opts = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Config {
+        url: url.into(),
+        reason: e.to_string(),
+    })?;
+    if opts.get_filename() == Path::new("") {
+        return Err(StoreError::Config {
+            url: url.into(),
+            reason: "no database file named".into(),
+        });
+    }
+    Ok(opts)
+}

@@ -1,0 +1,128 @@
+//! The operations the writer task accepts, and its answers.
+
+use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
+
+use super::audit::AuditDraft;
+use super::records::IntakeRecord;
+use super::StoreError;
+use crate::error::ErrorClass;
+use crate::inbound::Receipt;
+
+/// One write, as queued for the next group commit.
+#[derive(Debug)]
+pub(crate) enum Request {
+    Intake(IntakeRecord),
+    Delivered(Vec<i64>),
+    RetryLater {
+        outbox_id: i64,
+        attempts: u32,
+        next_attempt_at: DateTime<Utc>,
+        error: String,
+    },
+    DeadLetterDelivery {
+        outbox_id: i64,
+        attempts: u32,
+        class: ErrorClass,
+        error: String,
+    },
+    Audit(AuditDraft),
+}
+
+impl Request {
+    /// The operation's name, for errors and logs.
+    pub(crate) fn op(&self) -> &'static str {
+        match self {
+            Request::Intake(_) => "intake",
+            Request::Delivered(_) => "delivered",
+            Request::RetryLater { .. } => "retry_later",
+            Request::DeadLetterDelivery { .. } => "dead_letter_delivery",
+            Request::Audit(_) => "audit",
+        }
+    }
+
+    /// What it is about, for errors: never payload content.
+    pub(crate) fn subject(&self) -> String {
+        match self {
+            Request::Intake(r) => message_subject(r),
+            Request::Delivered(ids) => match ids.as_slice() {
+                [one] => format!("outbox {one}"),
+                _ => format!("{} outbox rows", ids.len()),
+            },
+            Request::RetryLater { outbox_id, .. }
+            | Request::DeadLetterDelivery { outbox_id, .. } => {
+                format!("outbox {outbox_id}")
+            }
+            Request::Audit(d) => format!("{} {}", d.action, d.subject),
+        }
+    }
+}
+
+/// `connector/partner/message id` (or the payload hash when there is no id).
+pub(crate) fn message_subject(r: &IntakeRecord) -> String {
+    let i = &r.inbound;
+    match &i.message_id {
+        Some(id) => format!("{}/{}/{}", i.connector, i.partner, id),
+        None => format!("{}/{}/sha256:{}", i.connector, i.partner, i.sha256),
+    }
+}
+
+/// The writer's answer to one request.
+#[derive(Debug, Clone)]
+pub(crate) enum Answer {
+    Receipt(Receipt),
+    Done,
+    Id(i64),
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Answer, StoreError>>;
+
+/// A request with the channel its caller waits on.
+#[derive(Debug)]
+pub(crate) struct Op {
+    pub req: Request,
+    pub reply: Reply,
+}
+
+/// What the writer's channel carries.
+// Boxing the op would cost an allocation per write; the channel's slots
+// are allocated once, so the size difference is harmless.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(crate) enum Command {
+    Op(Op),
+    /// Commit what is queued before this, close the connection, then answer.
+    Close(oneshot::Sender<()>),
+}
+
+/// Error for an answer of the wrong shape: a bug in this module, not a
+/// database problem, reported rather than panicking.
+pub(crate) fn mismatch(op: &'static str) -> StoreError {
+    StoreError::Corrupt {
+        table: "writer",
+        detail: format!("unexpected answer to {op}"),
+    }
+}
+
+impl Answer {
+    pub(crate) fn receipt(r: Result<Answer, StoreError>) -> Result<Receipt, StoreError> {
+        match r? {
+            Answer::Receipt(rc) => Ok(rc),
+            _ => Err(mismatch("intake")),
+        }
+    }
+
+    pub(crate) fn done(r: Result<Answer, StoreError>, op: &'static str) -> Result<(), StoreError> {
+        match r? {
+            Answer::Done => Ok(()),
+            _ => Err(mismatch(op)),
+        }
+    }
+
+    pub(crate) fn id(r: Result<Answer, StoreError>, op: &'static str) -> Result<i64, StoreError> {
+        match r? {
+            Answer::Id(id) => Ok(id),
+            _ => Err(mismatch(op)),
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The store on real SQLite files: intake and read back, dedup (also within
+//! one batch), failed and rejected messages, group commit.
+
+mod store_fixtures;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use hub_core::error::{ErrorClass, Stage};
+use hub_core::store::{
+    BatchStats, EventFilter, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing,
+    Store, StoreOptions,
+};
+use hub_core::{Outcome, Problem, TherapyEvent};
+use sqlx::Connection;
+use store_fixtures::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intake_of_events_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).await.unwrap();
+    let (a, b) = (event("COI-1"), event("COI-2"));
+    let rec = IntakeRecord {
+        inbound: inbound("ACME", Some("M1"), "{\"scan\":1}"),
+        outcome: IntakeOutcome::Events(vec![
+            PreparedEvent::new(&a, vec![dest("amqp"), dest("jsonl")]),
+            PreparedEvent::new(&b, vec![dest("jsonl")]),
+        ]),
+    };
+    let receipt = store.intake(rec).await.unwrap();
+    assert_eq!(receipt.outcome, Outcome::Accepted { events: 2 });
+    assert!(!receipt.duplicate);
+
+    let msg = store.message(receipt.message_row).await.unwrap().unwrap();
+    assert_eq!(
+        (msg.connector.as_str(), msg.partner.as_str()),
+        ("courier", "ACME")
+    );
+    assert_eq!(msg.message_id.as_deref(), Some("M1"));
+    assert_eq!(msg.status, MessageStatus::Routed);
+    assert_eq!(msg.payload, b"{\"scan\":1}");
+    assert_eq!(msg.sha256.len(), 64);
+    assert_eq!(msg.error, None);
+    let ids: Vec<&str> = msg.events.iter().map(|(id, _)| id.as_str()).collect();
+    assert_eq!(ids, [a.event_id.to_string(), b.event_id.to_string()]);
+    assert_eq!(msg.events[0].1, "temperature.reading");
+
+    let by_coi = store
+        .events(&EventFilter {
+            coi: Some("COI-1".into()),
+            ..EventFilter::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(by_coi.len(), 1);
+    assert_eq!(by_coi[0].body, serde_json::to_string(&a).unwrap());
+    assert_eq!(by_coi[0].routing, Routing::Routed);
+    let back: TherapyEvent = serde_json::from_str(&by_coi[0].body).unwrap();
+    assert_eq!(back, a);
+    let all = store.events(&EventFilter::default()).await.unwrap();
+    assert_eq!(all[0].event_id, b.event_id.to_string(), "newest first");
+
+    let now = Utc::now() + chrono::Duration::seconds(1);
+    let jsonl = store.pending("jsonl", 10, now).await.unwrap();
+    assert_eq!(jsonl.len(), 2);
+    assert_eq!(jsonl[0].event_id, a.event_id.to_string());
+    assert_eq!(jsonl[1].body, serde_json::to_string(&b).unwrap());
+    assert_eq!(
+        (jsonl[0].route.as_str(), jsonl[0].attempts),
+        ("to-jsonl", 0)
+    );
+    assert_eq!(store.pending("amqp", 10, now).await.unwrap().len(), 1);
+    assert_eq!(
+        store.pending("jsonl", 1, now).await.unwrap().len(),
+        1,
+        "limit"
+    );
+    let before = Utc::now() - chrono::Duration::hours(1);
+    assert!(
+        store.pending("jsonl", 10, before).await.unwrap().is_empty(),
+        "not due yet"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).await.unwrap();
+    let first = store
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap();
+    let again = store
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.message_row, first.message_row);
+    assert_eq!(again.outcome, Outcome::Accepted { events: 1 });
+
+    let other_partner = store
+        .intake(routed("GLOBEX", "M1", &["jsonl"]))
+        .await
+        .unwrap();
+    assert!(!other_partner.duplicate);
+    assert_ne!(other_partner.message_row, first.message_row);
+
+    let failed = IntakeRecord {
+        inbound: inbound("ACME", Some("M2"), "garbage"),
+        outcome: IntakeOutcome::Failed(Problem::new(
+            Stage::Map,
+            "bad_value",
+            "OBX-5 is not a number",
+        )),
+    };
+    store.intake(failed.clone()).await.unwrap();
+    let again = store.intake(failed).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(
+        again.outcome,
+        Outcome::Failed("OBX-5 is not a number".into())
+    );
+
+    // No message id: never a duplicate.
+    let anon = || IntakeRecord {
+        inbound: inbound("ACME", None, "same bytes"),
+        outcome: IntakeOutcome::Events(vec![]),
+    };
+    assert!(!store.intake(anon()).await.unwrap().duplicate);
+    assert!(!store.intake(anon()).await.unwrap().duplicate);
+
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.total_messages(), 5);
+    assert_eq!(counts.events, 2, "the repeats stored no events");
+    assert_eq!(
+        store
+            .pending("jsonl", 10, Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_in_one_batch_store_one_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+    let seen = Arc::clone(&batches);
+    let store = Store::open(StoreOptions {
+        on_batch: Some(Arc::new(move |s| seen.lock().unwrap().push(s))),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let lock = hold_write_lock(dir.path()).await;
+    // The writer takes the filler and waits for the lock; both copies queue.
+    let filler = tokio::spawn({
+        let s = store.clone();
+        async move { s.intake(routed("ACME", "FILL", &["jsonl"])).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let copies: Vec<_> = (0..2)
+        .map(|_| {
+            let s = store.clone();
+            tokio::spawn(async move { s.intake(routed("ACME", "TWIN", &["jsonl"])).await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.close().await.unwrap();
+    filler.await.unwrap().unwrap();
+    let mut receipts = Vec::new();
+    for c in copies {
+        receipts.push(c.await.unwrap().unwrap());
+    }
+    receipts.sort_by_key(|r| r.duplicate);
+    assert!(!receipts[0].duplicate && receipts[1].duplicate);
+    assert_eq!(receipts[0].message_row, receipts[1].message_row);
+    assert_eq!(receipts[1].outcome, Outcome::Accepted { events: 1 });
+    // The copies queued while the filler's transaction waited for the lock,
+    // and joined it: one transaction, one INSERT holding both copies.
+    let sizes: Vec<usize> = batches.lock().unwrap().iter().map(|b| b.messages).collect();
+    assert_eq!(sizes, [3]);
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.total_messages(), counts.events), (2, 2));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_rejected_keep_the_error_and_the_payload() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).await.unwrap();
+    let failed = store
+        .intake(IntakeRecord {
+            inbound: inbound("LAB", Some("F1"), "MSH|bad"),
+            outcome: IntakeOutcome::Failed(Problem::new(
+                Stage::Map,
+                "bad_value",
+                "OBX-5 is not a number",
+            )),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        failed.outcome,
+        Outcome::Failed("OBX-5 is not a number".into())
+    );
+    let rejected = store
+        .intake(IntakeRecord {
+            inbound: inbound("LAB", Some("R1"), "not hl7"),
+            outcome: IntakeOutcome::Rejected(Problem::new(
+                Stage::Decode,
+                "not_hl7",
+                "no MSH segment",
+            )),
+        })
+        .await
+        .unwrap();
+    assert_eq!(rejected.outcome, Outcome::Rejected("no MSH segment".into()));
+
+    let msg = store.message(failed.message_row).await.unwrap().unwrap();
+    assert_eq!(msg.status, MessageStatus::Dead);
+    assert_eq!(msg.error.as_deref(), Some("OBX-5 is not a number"));
+    assert_eq!(msg.error_code.as_deref(), Some("bad_value"));
+    assert_eq!(msg.stage.as_deref(), Some("map"));
+    assert!(msg.events.is_empty());
+    let msg = store.message(rejected.message_row).await.unwrap().unwrap();
+    assert_eq!(msg.status, MessageStatus::Rejected);
+
+    let dls = store.dead_letters(10).await.unwrap();
+    assert_eq!(dls.len(), 2);
+    assert_eq!(dls[0].message_row, rejected.message_row, "newest first");
+    let (dl, original) = store.dead_letter(dls[1].id).await.unwrap().unwrap();
+    assert_eq!(
+        (dl.stage.as_str(), dl.class, dl.code.as_str()),
+        ("map", ErrorClass::Permanent, "bad_value")
+    );
+    assert_eq!((dl.status.as_str(), dl.event_id.as_deref()), ("open", None));
+    assert_eq!(original.payload, b"MSH|bad");
+    assert!(store.dead_letter(999).await.unwrap().is_none());
+
+    let counts = store.counts().await.unwrap();
+    assert_eq!(counts.messages(MessageStatus::Dead), 1);
+    assert_eq!(counts.messages(MessageStatus::Rejected), 1);
+    assert_eq!(counts.dead_letters, 2);
+    let check = store.verify_audit().await.unwrap();
+    assert_eq!(
+        (check.records, check.first_bad),
+        (2, None),
+        "one audit record each"
+    );
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_intakes_share_commits_and_are_readable_after_their_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let commits = Arc::new(AtomicUsize::new(0));
+    let messages = Arc::new(AtomicUsize::new(0));
+    let (c, m) = (Arc::clone(&commits), Arc::clone(&messages));
+    let store = Store::open(StoreOptions {
+        on_batch: Some(Arc::new(move |s: BatchStats| {
+            c.fetch_add(1, Ordering::SeqCst);
+            m.fetch_add(s.messages, Ordering::SeqCst);
+        })),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let r = s
+                    .intake(routed("ACME", &format!("M{i}"), &["jsonl"]))
+                    .await
+                    .unwrap();
+                // Durable means visible to a fresh read right away.
+                let msg = s
+                    .message(r.message_row)
+                    .await
+                    .unwrap()
+                    .expect("readable after receipt");
+                assert_eq!(msg.message_id, Some(format!("M{i}")));
+                r.message_row
+            })
+        })
+        .collect();
+    let mut rows = Vec::new();
+    for t in tasks {
+        rows.push(t.await.unwrap());
+    }
+    rows.sort_unstable();
+    rows.dedup();
+    assert_eq!(rows.len(), 200);
+    let commits = commits.load(Ordering::SeqCst);
+    assert!(commits < 200, "{commits} commits for 200 intakes");
+    assert_eq!(messages.load(Ordering::SeqCst), 200);
+    store.close().await;
+}

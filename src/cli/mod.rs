@@ -1,0 +1,150 @@
+//! `cgthub` subcommands.
+
+mod bench;
+mod check;
+mod dlq;
+mod events;
+mod send;
+mod test;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config;
+
+/// cgthub: an integration hub for cell and gene therapy supply chains.
+#[derive(Debug, Parser)]
+#[command(name = "cgthub", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the hub: listeners, pipeline, outbox relays, HTTP.
+    Serve(ConfigArg),
+    /// Validate the config, routes and mappings; exit 1 with file and line on a mistake.
+    Check(ConfigArg),
+    /// Run mapping fixtures (`*.cases.toml`) and print a line per case.
+    Test {
+        /// A mappings folder, a format folder or one cases file.
+        #[arg(default_value = "mappings")]
+        path: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// List canonical events from the store, newest first.
+    Events {
+        #[arg(long)]
+        coi: Option<String>,
+        #[arg(long)]
+        kind: Option<String>,
+        /// Only events that matched no route.
+        #[arg(long)]
+        unmatched: bool,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+        /// Print the events' JSON, one per line.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Dead letters: what could not be processed or delivered, with the reason.
+    Dlq {
+        #[command(subcommand)]
+        action: DlqAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Send messages to a hub as a partner would.
+    Send {
+        #[command(subcommand)]
+        protocol: SendProtocol,
+    },
+    /// Load generators against a running hub.
+    Bench {
+        #[command(subcommand)]
+        protocol: BenchProtocol,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// Config file (default: the embedded config/cgthub.toml).
+    #[arg(long, short, global = true)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqAction {
+    /// The newest dead letters.
+    List {
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One dead letter with its original payload.
+    Show { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SendProtocol {
+    /// HL7v2 files over MLLP; prints each ACK.
+    Mllp {
+        /// Files, each holding one HL7 message.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:2575")]
+        to: String,
+        /// Seconds to wait for each ACK.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchProtocol {
+    /// Pipelined ORU^R01 messages over MLLP; prints throughput and ACK latency.
+    Mllp(bench::MllpBench),
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(c) => {
+            let loaded = config::load(c.config.as_deref())?;
+            crate::serve::run(loaded).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(c) => check::run(c.config.as_deref()),
+        Command::Test { path, config } => test::run(&path, config.config.as_deref()),
+        Command::Events {
+            coi,
+            kind,
+            unmatched,
+            limit,
+            json,
+            config,
+        } => events::run(config.config.as_deref(), coi, kind, unmatched, limit, json).await,
+        Command::Dlq { action, config } => dlq::run(config.config.as_deref(), action).await,
+        Command::Send {
+            protocol: SendProtocol::Mllp { files, to, timeout },
+        } => send::mllp(&files, &to, timeout).await,
+        Command::Bench {
+            protocol: BenchProtocol::Mllp(b),
+        } => bench::mllp(b).await,
+    }
+}
+
+/// Opens the configured store for a CLI read.
+async fn open_store(
+    config_file: Option<&std::path::Path>,
+) -> anyhow::Result<hub_core::store::Store> {
+    let loaded = config::load(config_file)?;
+    let store =
+        hub_core::store::Store::open(crate::serve::store_options(&loaded.settings, None)).await?;
+    Ok(store)
+}

@@ -1,0 +1,250 @@
+//! The hub's configuration: `config/cgthub.toml` (embedded as the default),
+//! overridden key by key by `CGTHUB__SECTION__KEY` environment variables.
+//!
+//! The structs are the reference: every field says what it does, and unknown
+//! keys are refused (a typo must not silently fall back to a default).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use cgthub_hl7v2::config::MllpConfig;
+use serde::{Deserialize, Serialize};
+
+/// The embedded default configuration.
+pub const DEFAULT_CONFIG: &str = include_str!("../config/cgthub.toml");
+
+/// Prefix of environment overrides: `CGTHUB__HTTP__ADDR=127.0.0.1:18080`.
+pub const ENV_PREFIX: &str = "CGTHUB";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// Folder for the database, sink files and inboxes (created if missing).
+    pub data_dir: PathBuf,
+    pub http: HttpConfig,
+    pub mllp: MllpConfig,
+    pub store: StoreConfig,
+    pub paths: PathsConfig,
+    /// Named destinations routes may send to.
+    pub sinks: BTreeMap<String, SinkConfig>,
+    pub log: LogConfig,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from("data"),
+            http: HttpConfig::default(),
+            mllp: MllpConfig::default(),
+            store: StoreConfig::default(),
+            paths: PathsConfig::default(),
+            sinks: BTreeMap::new(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[http]`: health, metrics, the operator API and partner endpoints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Listen address. Loopback by default.
+    pub addr: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// `[store]`: where messages, events and the outbox are kept.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite://PATH` (relative to the working directory).
+    pub url: String,
+    /// Most messages written in one group commit.
+    pub batch_max: usize,
+    /// `full`: a commit survives power loss (fsync per group commit).
+    /// `normal`: survives a crash of the hub, not of the machine.
+    pub synchronous: Synchronous,
+    /// Connections for reads (API, CLI, outbox relay).
+    pub read_connections: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    Full,
+    Normal,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "sqlite://data/cgthub.db".into(),
+            batch_max: 512,
+            synchronous: Synchronous::Full,
+            read_connections: 4,
+        }
+    }
+}
+
+/// `[paths]`: operator-managed files.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PathsConfig {
+    /// Route files (`*.toml`), reloaded when they change.
+    pub routes: PathBuf,
+    /// Mapping files, one folder per format (`mappings/hl7v2/*.toml`).
+    pub mappings: PathBuf,
+    /// Seconds between checks of the route files for changes.
+    pub reload_interval_secs: u64,
+}
+
+impl Default for PathsConfig {
+    fn default() -> Self {
+        PathsConfig {
+            routes: PathBuf::from("routes"),
+            mappings: PathBuf::from("mappings"),
+            reload_interval_secs: 2,
+        }
+    }
+}
+
+/// `[sinks.NAME]`: one destination.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SinkConfig {
+    /// Append events as JSON lines to a file, fsynced per batch.
+    Jsonl {
+        /// The file (relative to the working directory).
+        path: PathBuf,
+    },
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `cgthub=debug,info`. `RUST_LOG` wins.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".into(),
+        }
+    }
+}
+
+/// Where the settings came from, for messages to operators.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub settings: Settings,
+    /// The file, or `None` for the embedded default.
+    pub file: Option<PathBuf>,
+    pub text: String,
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(hub_core::mapping::LoadError),
+    #[error("environment override: {0}")]
+    Env(String),
+}
+
+/// Loads a config file (or the embedded default) and applies environment
+/// overrides. The file is checked first on its own so that a mistake is
+/// reported with its line.
+pub fn load(file: Option<&Path>) -> Result<Loaded, ConfigError> {
+    let (text, name) = match file {
+        Some(p) => (
+            std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                path: p.to_path_buf(),
+                source,
+            })?,
+            p.to_path_buf(),
+        ),
+        None => (
+            DEFAULT_CONFIG.to_string(),
+            PathBuf::from("config/cgthub.toml (embedded)"),
+        ),
+    };
+    toml::from_str::<Settings>(&text).map_err(|e| {
+        let at = e.span().map_or(0, |s| s.start);
+        ConfigError::Invalid(hub_core::mapping::LoadError::at(
+            &name,
+            &text,
+            at,
+            e.message().to_string(),
+        ))
+    })?;
+    let settings = config::Config::builder()
+        .add_source(config::File::from_str(&text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        )
+        .build()
+        .and_then(|c| c.try_deserialize::<Settings>())
+        .map_err(|e| ConfigError::Env(e.to_string()))?;
+    Ok(Loaded {
+        settings,
+        file: file.map(Path::to_path_buf),
+        text,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_parses_and_is_loopback_only() {
+        let s: Settings = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert!(s.http.addr.ip().is_loopback());
+        assert!(s.mllp.addr.ip().is_loopback());
+        assert_eq!(s.mllp.addr.port(), 2575);
+        assert_eq!(s.store.url, "sqlite://data/cgthub.db");
+        assert!(!s.sinks.is_empty(), "the default routes need sinks");
+    }
+
+    #[test]
+    fn a_typo_is_refused_with_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[http]\naddr = \"127.0.0.1:1\"\n\n[mllp]\nmax_conections = 3\n",
+        )
+        .unwrap();
+        let err = load(Some(&p)).unwrap_err().to_string();
+        assert!(err.contains("c.toml:5:"), "{err}");
+        assert!(err.contains("max_conections"), "{err}");
+    }
+}

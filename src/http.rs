@@ -1,0 +1,199 @@
+//! HTTP: health, Prometheus metrics and the read-only operator API.
+//!
+//! Errors are JSON problem bodies (RFC 9457) with a status, never an HTML
+//! page or an empty 500.
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::Utc;
+use hub_core::store::{EventFilter, StoreError};
+use hub_core::Hub;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+/// The HTTP routes.
+pub fn router(hub: Hub) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/events", get(events))
+        .route("/api/messages/{id}", get(message))
+        .route("/api/dead-letters", get(dead_letters))
+        .route("/api/dead-letters/{id}", get(dead_letter))
+        .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint") })
+        .with_state(hub)
+}
+
+/// A JSON problem response.
+pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason().unwrap_or("error"),
+        "status": status.as_u16(),
+        "detail": detail.into(),
+    });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/problem+json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn store_problem(e: StoreError) -> Response {
+    tracing::error!(error = %e, "store error in the API");
+    problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("store unavailable: {e}"),
+    )
+}
+
+async fn healthz(State(hub): State<Hub>) -> Response {
+    match hub.store().outbox_stats(Utc::now()).await {
+        Ok(stats) => Json(json!({
+            "status": "ok",
+            "store": "ok",
+            "outbox_pending": stats.pending,
+            "outbox_oldest_age_secs": stats.oldest_pending_age_secs,
+        }))
+        .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "store": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn metrics(State(hub): State<Hub>) -> Response {
+    if let Ok(stats) = hub.store().outbox_stats(Utc::now()).await {
+        let m = hub.metrics();
+        m.outbox_pending.set(stats.pending as i64);
+        m.outbox_oldest_age.set(stats.oldest_pending_age_secs);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        hub.metrics().encode(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EventQuery {
+    coi: Option<String>,
+    kind: Option<String>,
+    #[serde(default)]
+    unmatched: bool,
+    limit: Option<u32>,
+}
+
+async fn events(State(hub): State<Hub>, Query(q): Query<EventQuery>) -> Response {
+    if let Some(k) = &q.kind {
+        if hub_core::EventKind::parse(k).is_none() {
+            return problem(StatusCode::BAD_REQUEST, format!("unknown event kind {k:?}"));
+        }
+    }
+    let filter = EventFilter {
+        coi: q.coi,
+        kind: q.kind,
+        message_row: None,
+        unmatched_only: q.unmatched,
+        limit: q.limit.unwrap_or(100).min(10_000),
+    };
+    match hub.store().events(&filter).await {
+        Ok(rows) => {
+            let events: Vec<Value> = rows
+                .iter()
+                .filter_map(|r| serde_json::from_str(&r.body).ok())
+                .collect();
+            Json(json!({ "events": events })).into_response()
+        }
+        Err(e) => store_problem(e),
+    }
+}
+
+async fn message(State(hub): State<Hub>, Path(id): Path<i64>) -> Response {
+    match hub.store().message(id).await {
+        Ok(Some(m)) => Json(json!({
+            "id": m.id,
+            "connector": m.connector,
+            "partner": m.partner,
+            "message_id": m.message_id,
+            "content_type": m.content_type,
+            "sha256": m.sha256,
+            "status": m.status.as_str(),
+            "stage": m.stage,
+            "error_code": m.error_code,
+            "error": m.error,
+            "received_at": m.received_at,
+            "origin": m.origin,
+            "size": m.payload.len(),
+            "events": m.events.iter().map(|(id, kind)| json!({"event_id": id, "kind": kind})).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no message {id}")),
+        Err(e) => store_problem(e),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Limit {
+    limit: Option<u32>,
+}
+
+async fn dead_letters(State(hub): State<Hub>, Query(q): Query<Limit>) -> Response {
+    match hub
+        .store()
+        .dead_letters(q.limit.unwrap_or(100).min(10_000))
+        .await
+    {
+        Ok(rows) => {
+            Json(json!({ "dead_letters": rows.iter().map(dead_letter_json).collect::<Vec<_>>() }))
+                .into_response()
+        }
+        Err(e) => store_problem(e),
+    }
+}
+
+async fn dead_letter(State(hub): State<Hub>, Path(id): Path<i64>) -> Response {
+    match hub.store().dead_letter(id).await {
+        Ok(Some((dl, msg))) => Json(json!({
+            "dead_letter": dead_letter_json(&dl),
+            "message": {
+                "id": msg.id,
+                "partner": msg.partner,
+                "message_id": msg.message_id,
+                "status": msg.status.as_str(),
+                "payload": String::from_utf8_lossy(&msg.payload),
+            }
+        }))
+        .into_response(),
+        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
+        Err(e) => store_problem(e),
+    }
+}
+
+fn dead_letter_json(d: &hub_core::store::DeadLetter) -> Value {
+    json!({
+        "id": d.id,
+        "message_row": d.message_row,
+        "event_id": d.event_id,
+        "route": d.route,
+        "sink": d.sink,
+        "stage": d.stage,
+        "class": d.class.as_str(),
+        "code": d.code,
+        "reason": d.reason,
+        "attempts": d.attempts,
+        "created_at": d.created_at,
+        "status": d.status,
+    })
+}

@@ -1,0 +1,214 @@
+//! `cgthub serve`: opens the store, loads routes and mappings, starts the
+//! sinks' relays, the connectors and HTTP, and stops them in order on
+//! SIGTERM or Ctrl-C (stop taking messages, finish those in flight, close the
+//! store).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use hub_core::routing::Router;
+use hub_core::sink::{JsonlSink, Sink};
+use hub_core::store::{BatchStats, Store, StoreOptions};
+use hub_core::{Hub, Metrics};
+use tokio_util::sync::CancellationToken;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Loaded, LogFormat, Settings, SinkConfig, Synchronous};
+
+/// Store options from settings; `metrics` records group-commit sizes.
+pub fn store_options(s: &Settings, metrics: Option<Metrics>) -> StoreOptions {
+    let on_batch = metrics.map(|m| {
+        Arc::new(move |b: BatchStats| {
+            m.batch_size.observe(b.messages as f64);
+            m.commit_seconds.observe(b.commit.as_secs_f64());
+        }) as Arc<dyn Fn(BatchStats) + Send + Sync>
+    });
+    StoreOptions {
+        url: s.store.url.clone(),
+        batch_max: s.store.batch_max,
+        read_connections: s.store.read_connections,
+        synchronous_full: s.store.synchronous == Synchronous::Full,
+        on_batch,
+    }
+}
+
+fn init_logging(s: &Settings) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match s.log.format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
+    let s = loaded.settings;
+    init_logging(&s);
+    std::fs::create_dir_all(&s.data_dir)
+        .with_context(|| format!("creating {}", s.data_dir.display()))?;
+
+    let sink_names: BTreeSet<String> = s.sinks.keys().cloned().collect();
+    let router = Router::load_dir(&s.paths.routes, &sink_names).map_err(load_errors)?;
+    let connectors = crate::registry::connectors(&s, &s.paths.mappings).map_err(load_errors)?;
+
+    let metrics = Metrics::default();
+    let store = Store::open(store_options(&s, Some(metrics.clone())))
+        .await
+        .with_context(|| format!("opening the store {}", s.store.url))?;
+    let hub = Hub::new(store.clone(), router, metrics, sink_names.iter().cloned());
+    hub.store()
+        .audit(
+            "system",
+            "hub.started",
+            "hub",
+            serde_json::json!({"version": env!("CARGO_PKG_VERSION")}),
+        )
+        .await?;
+
+    let shutdown = CancellationToken::new();
+    let relays_stop = CancellationToken::new();
+    let mut relays = Vec::new();
+    for (name, cfg) in &s.sinks {
+        let sink: Arc<dyn Sink> = match cfg {
+            SinkConfig::Jsonl { path } => Arc::new(
+                JsonlSink::open(name, path)
+                    .with_context(|| format!("opening sink {name} at {}", path.display()))?,
+            ),
+        };
+        relays.push(tokio::spawn(hub_core::outbox::run_relay(
+            hub.clone(),
+            sink,
+            relays_stop.clone(),
+        )));
+    }
+
+    let mut tasks = Vec::new();
+    for c in connectors {
+        let kind = c.kind();
+        let (hub, stop) = (hub.clone(), shutdown.clone());
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = c.run(hub, stop.clone()).await {
+                tracing::error!(connector = kind, error = %e, "connector stopped");
+                stop.cancel();
+            }
+        }));
+    }
+
+    let listener = tokio::net::TcpListener::bind(s.http.addr)
+        .await
+        .with_context(|| format!("binding http.addr {}", s.http.addr))?;
+    tracing::info!(addr = %s.http.addr, "HTTP listening");
+    let http = {
+        let stop = shutdown.clone();
+        let app = crate::http::router(hub.clone());
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await })
+                .await
+        })
+    };
+    tasks.push(tokio::spawn(watch_routes(
+        hub.clone(),
+        s.clone(),
+        sink_names,
+        shutdown.clone(),
+    )));
+
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown.cancelled() => tracing::warn!("a component failed; shutting down"),
+    }
+    shutdown.cancel();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let _ = http.await;
+    // Connectors are done: let the relays drain briefly, then stop them.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    relays_stop.cancel();
+    for r in relays {
+        let _ = r.await;
+    }
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn load_errors(errors: Vec<hub_core::mapping::LoadError>) -> anyhow::Error {
+    let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    anyhow::anyhow!("cannot start:\n  {}", lines.join("\n  "))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// Reloads the route files when they change. A bad file is refused with its
+/// line and the routes in force stay.
+async fn watch_routes(hub: Hub, s: Settings, sinks: BTreeSet<String>, shutdown: CancellationToken) {
+    let dir = s.paths.routes.clone();
+    let stamp = || -> Vec<(std::path::PathBuf, Option<SystemTime>, u64)> {
+        hub_core::mapping::mapping_files(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|p| {
+                let md = std::fs::metadata(&p).ok();
+                let m = md.as_ref().and_then(|m| m.modified().ok());
+                let len = md.map_or(0, |m| m.len());
+                (p, m, len)
+            })
+            .collect()
+    };
+    let mut last = stamp();
+    let every = Duration::from_secs(s.paths.reload_interval_secs.max(1));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.cancelled() => return,
+        }
+        let now = stamp();
+        if now == last {
+            continue;
+        }
+        last = now;
+        match Router::load_dir(&dir, &sinks) {
+            Ok(r) => {
+                let names: Vec<String> = r.routes().iter().map(|r| r.name.clone()).collect();
+                tracing::info!(routes = names.len(), "routes reloaded");
+                hub.replace_router(r);
+                let _ = hub
+                    .store()
+                    .audit(
+                        "system",
+                        "routes.reloaded",
+                        &dir.display().to_string(),
+                        serde_json::json!({ "routes": names }),
+                    )
+                    .await;
+            }
+            Err(errors) => {
+                for e in &errors {
+                    tracing::error!(error = %e, "route file refused; the routes in force stay");
+                }
+            }
+        }
+    }
+}
