@@ -27,8 +27,14 @@ pub fn fixture(rel: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("reading {}: {e}", p.display()))
 }
 
-/// The `cgthub` binary cargo built beside this test.
+/// The `cgthub` binary cargo built beside this test. `cargo test
+/// --workspace` builds it (the root package has integration tests); with
+/// `-p contract-tests` alone, build it first (`cargo build --bin cgthub`) or
+/// set `CGTHUB_BIN`.
 pub fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("CGTHUB_BIN") {
+        return PathBuf::from(p);
+    }
     let exe = std::env::current_exe().expect("test exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let bin = dir.join(format!("cgthub{}", std::env::consts::EXE_SUFFIX));
@@ -61,15 +67,48 @@ pub struct Hub {
     child: Option<Child>,
 }
 
+/// What a test changes from the defaults.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// `CGTHUB__…` overrides.
+    pub env: &'a [(&'a str, &'a str)],
+    /// Route file text, written to the hub's own `routes/default.toml`
+    /// (default: the repository's `routes/`).
+    pub routes: Option<&'a str>,
+    /// Path of the results sink (default: `out/results.jsonl` in the folder).
+    pub results_sink: Option<&'a str>,
+}
+
 impl Hub {
     /// Starts a hub on the repository's routes and mappings; `env` adds
     /// `CGTHUB__…` overrides.
     pub fn start(env: &[(&str, &str)]) -> Hub {
+        Hub::start_with(Setup {
+            env,
+            ..Setup::default()
+        })
+    }
+
+    /// Starts a hub with its own routes or sinks.
+    pub fn start_with(setup: Setup) -> Hub {
+        let env = setup.env;
         let dir = tempfile::tempdir().expect("tempdir");
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let mllp: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let d = dir.path().display();
         let r = repo();
+        let routes = match setup.routes {
+            Some(text) => {
+                let routes = dir.path().join("routes");
+                std::fs::create_dir_all(&routes).expect("routes dir");
+                std::fs::write(routes.join("default.toml"), text).expect("routes");
+                routes
+            }
+            None => r.join("routes"),
+        };
+        let results = setup
+            .results_sink
+            .map_or_else(|| format!("{d}/out/results.jsonl"), str::to_string);
         let config = dir.path().join("cgthub.toml");
         std::fs::write(
             &config,
@@ -90,12 +129,12 @@ type = "jsonl"
 path = "{d}/out/orders.jsonl"
 [sinks.results_file]
 type = "jsonl"
-path = "{d}/out/results.jsonl"
+path = "{results}"
 [sinks.patients_file]
 type = "jsonl"
 path = "{d}/out/patients.jsonl"
 "#,
-                routes = r.join("routes").display(),
+                routes = routes.display(),
                 mappings = r.join("mappings").display(),
             ),
         )
@@ -166,6 +205,24 @@ path = "{d}/out/patients.jsonl"
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("hub.log")).unwrap_or_default()
+    }
+
+    /// Writes a route file into the hub's own routes folder (see [`Setup::routes`]).
+    pub fn write_routes(&self, text: &str) {
+        std::fs::write(self.dir.path().join("routes/default.toml"), text).expect("routes");
+    }
+
+    /// Waits until `cond` holds, or fails with the hub's log.
+    pub fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !cond() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Events delivered to a JSONL sink (`orders`, `results`, `patients`).

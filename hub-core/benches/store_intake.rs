@@ -25,19 +25,19 @@ use uuid::Uuid;
 
 const SUBMITTERS: u64 = 64;
 
-/// Offset of MSH-10 (the message id) in the template payload.
-const MSH10: usize = 55;
-
 /// Everything a record is made from, built once.
 struct Template {
     payload: Bytes,
-    sha256: String,
+    /// Offset of MSH-10 (the message id) in `payload`.
+    msh10: usize,
     event: PreparedEvent,
 }
 
 fn template() -> Template {
-    let mut payload =
-        String::from("MSH|^~\\&|LIS|LAB|CGTHUB|HUB|20261121091400||ORU^R01|MSG|P|2.5.1\r");
+    let mut payload = String::from(
+        "MSH|^~\\&|LIS|LAB|CGTHUB|HUB|20261121091400||ORU^R01|MSG000000000000|P|2.5.1\r",
+    );
+    let msh10 = payload.find("MSG0").expect("template has MSH-10");
     while payload.len() < 2048 {
         payload.push_str("OBX|1|NM|WBC^White cells^LN||7.2|10*3/uL|4.0-11.0|N|||F\r");
     }
@@ -61,7 +61,7 @@ fn template() -> Template {
             connector: "hl7v2".into(),
             partner: "LAB".into(),
             message_id: Some("MSG".into()),
-            payload_sha256: sha256.clone(),
+            payload_sha256: sha256,
         },
     };
     // Pad the description so that the event's JSON is ~1.5 KB.
@@ -81,7 +81,7 @@ fn template() -> Template {
     );
     Template {
         payload,
-        sha256,
+        msh10,
         event,
     }
 }
@@ -91,7 +91,7 @@ fn template() -> Template {
 fn record(t: &Template, n: u64) -> IntakeRecord {
     let message_id = format!("MSG{n:012}");
     let mut payload = t.payload.to_vec();
-    payload[MSH10..MSH10 + message_id.len()].copy_from_slice(message_id.as_bytes());
+    payload[t.msh10..t.msh10 + message_id.len()].copy_from_slice(message_id.as_bytes());
     let mut event = t.event.clone();
     event.event_id = Uuid::now_v7();
     event.coi = Some(format!("W1234 26 {:06}", n % 256));

@@ -5,6 +5,10 @@
 //! - `parse/N`: bytes → text (MSH-18, UTF-8 check) → [`Message`].
 //! - `parse_map/N`: the same plus 7 root paths and, for each OBX via
 //!   `foreach`-style scopes, 8 OBX paths (what a CBC result mapping reads).
+//! - `translate/N`: what the hub does per message before storing it: SHA-256
+//!   of the payload, decode, parse, pick the shipped `mappings/hl7v2/oru_r01`
+//!   mapping, run it into a typed `qc.result_reported` event, and serialise
+//!   the event to its JSON body.
 
 use std::borrow::Cow;
 use std::hint::black_box;
@@ -94,6 +98,29 @@ fn bench(c: &mut Criterion) {
             text.as_bytes(),
             |b, bytes| b.iter(|| parse_and_map(black_box(bytes), &root, &obx, &per_obx)),
         );
+    }
+    g.finish();
+
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../mappings/hl7v2");
+    let conn =
+        cgthub_hl7v2::Hl7Connector::load(Default::default(), &dir).expect("shipped mappings load");
+    let mut g = c.benchmark_group("translate");
+    for (n, text) in &samples {
+        let payload = bytes::Bytes::from(text.clone());
+        g.throughput(Throughput::Elements(1));
+        g.bench_with_input(BenchmarkId::from_parameter(n), &payload, |b, payload| {
+            b.iter(|| {
+                use hub_core::Connector;
+                let (_, decoded) = conn.translate(black_box(payload.clone()), "bench", None);
+                let hub_core::Decoded::Events(events) = decoded else {
+                    panic!("the sample maps")
+                };
+                events
+                    .iter()
+                    .map(|e| serde_json::to_string(e).expect("serialises").len())
+                    .sum::<usize>()
+            })
+        });
     }
     g.finish();
 }

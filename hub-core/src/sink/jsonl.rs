@@ -60,7 +60,8 @@ fn recover(file: &mut std::fs::File) -> std::io::Result<HashSet<String>> {
     let start = len.saturating_sub(TAIL_SCAN_BYTES);
     file.seek(SeekFrom::Start(start))?;
     let mut tail = Vec::with_capacity((len - start) as usize);
-    file.read_to_end(&mut tail)?;
+    // Read no more than the file's length: a device (/dev/full) never ends.
+    (&mut *file).take(len - start).read_to_end(&mut tail)?;
     // A last line without its newline was torn by a crash: cut it off.
     let complete = tail.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
     if complete < tail.len() {

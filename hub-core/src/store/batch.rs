@@ -64,9 +64,7 @@ pub(crate) async fn apply(
     } else {
         insert::next_id(conn, "messages").await?
     };
-    let t0 = std::time::Instant::now();
     let inserted = insert::insert_messages(conn, &intakes, first_id, &b.now).await?;
-    let t1 = t0.elapsed();
 
     let mut answers: Vec<Option<Result<Answer, StoreError>>> = reqs.iter().map(|_| None).collect();
     let mut duplicates: Vec<(usize, &IntakeRecord)> = Vec::new();
@@ -106,23 +104,10 @@ pub(crate) async fn apply(
         });
     }
 
-    let t2 = t0.elapsed();
     insert::insert_events(conn, &b.events, &b.now).await?;
-    let t3 = t0.elapsed();
     insert::insert_dead_letters(conn, &b.dead, &b.now).await?;
     insert::mark_delivered(conn, &b.delivered, &b.now).await?;
     audit::insert(conn, &b.audit).await?;
-    let t4 = t0.elapsed();
-    if std::env::var("STORE_TRACE").is_ok() {
-        eprintln!(
-            "n={} msgs={:?} loop={:?} events={:?} rest={:?}",
-            reqs.len(),
-            t1,
-            t2 - t1,
-            t3 - t2,
-            t4 - t3
-        );
-    }
     for (i, rec) in duplicates {
         answers[i] = Some(duplicate_receipt(conn, rec).await?);
     }

@@ -9,8 +9,13 @@
 //! finish the last few frames while no write is under way, which lets SQLite
 //! restart the WAL from the beginning instead of growing it.
 
+use std::time::{Duration, Instant};
+
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
+
+/// At most one checkpoint per interval.
+const INTERVAL: Duration = Duration::from_millis(500);
 
 /// Asks the checkpointer to run; dropping it stops the checkpointer.
 #[derive(Debug)]
@@ -28,7 +33,24 @@ impl Kick {
 pub(crate) fn spawn(mut conn: SqliteConnection) -> (Kick, tokio::task::JoinHandle<()>) {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let task = tokio::spawn(async move {
+        let mut last: Option<Instant> = None;
         while rx.recv().await.is_some() {
+            // Checkpointing less often copies a page that many commits
+            // changed (an index leaf, a table's last page) once, not once
+            // per commit. Stop waiting as soon as the writer goes away.
+            let wait = last.map_or(Duration::ZERO, |t| INTERVAL.saturating_sub(t.elapsed()));
+            let pause = tokio::time::sleep(wait);
+            tokio::pin!(pause);
+            let writer_gone = loop {
+                tokio::select! {
+                    () = &mut pause => break false,
+                    kick = rx.recv() => if kick.is_none() { break true },
+                }
+            };
+            if writer_gone {
+                break;
+            }
+            last = Some(Instant::now());
             let done: Result<(i64, i64, i64), sqlx::Error> =
                 sqlx::query_as("PRAGMA wal_checkpoint(PASSIVE)")
                     .fetch_one(&mut conn)

@@ -17,6 +17,7 @@
 mod audit;
 mod batch;
 mod checkpoint;
+mod connect;
 mod error;
 mod insert;
 mod ops;
@@ -25,16 +26,11 @@ mod records;
 mod time;
 mod writer;
 
-use std::path::Path;
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
-};
-use sqlx::ConnectOptions;
+use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use audit::{AuditCheck, GENESIS};
@@ -48,21 +44,6 @@ use crate::error::ErrorClass;
 use crate::inbound::Receipt;
 use audit::{AuditDraft, AuditHead};
 use ops::{Answer, Command, Op, Request};
-
-/// The schema, embedded at compile time.
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-
-/// The writer's own WAL auto-checkpoint threshold, in pages (32 MiB): a
-/// backstop behind the background checkpointer (see [`checkpoint`]).
-const WRITER_AUTOCHECKPOINT_PAGES: &str = "8192";
-
-/// A WAL file that grew beyond this under load is truncated back to it
-/// once it restarts (bytes).
-const WAL_SIZE_LIMIT: &str = "67108864";
-
-/// How long a connection waits for a lock held by another process (e.g. a
-/// `cgthub` CLI command) before the operation fails as transient.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What one group commit did, reported to [`StoreOptions::on_batch`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,85 +114,31 @@ impl Store {
     /// the writer task on its own connection and opens the reader pool.
     /// Must be called inside a tokio runtime.
     pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
-        let base = connect_options(&opts.url)?;
-        if let Some(dir) = base
-            .get_filename()
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-        {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| StoreError::CreateDir {
-                    path: dir.to_path_buf(),
-                    source: e.into(),
-                })?;
-        }
-        let open_err = |e: sqlx::Error| StoreError::Open {
-            url: opts.url.clone(),
-            source: e.into(),
-        };
-        let sync = if opts.synchronous_full {
-            SqliteSynchronous::Full
-        } else {
-            SqliteSynchronous::Normal
-        };
-        let mut conn = base
-            .clone()
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(sync)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            // 64 MiB of page cache: the indexes of a busy day stay in memory.
-            .pragma("cache_size", "-65536")
-            // Statement journals of multi-row INSERTs stay off the disk.
-            .pragma("temp_store", "memory")
-            .pragma(
-                "wal_autocheckpoint",
-                std::env::var("X_CKPT").unwrap_or(WRITER_AUTOCHECKPOINT_PAGES.into()),
-            )
-            .pragma("journal_size_limit", WAL_SIZE_LIMIT)
-            // Batch statements are long; their text is noise in the logs.
-            .disable_statement_logging()
-            .connect()
+        let conns = connect::open(&opts).await?;
+        let mut writer_conn = conns.writer;
+        let head = AuditHead::load(&mut writer_conn)
             .await
-            .map_err(open_err)?;
-        MIGRATOR
-            .run(&mut conn)
-            .await
-            .map_err(|e| StoreError::Migrate { source: e.into() })?;
-        let head = AuditHead::load(&mut conn).await.map_err(open_err)?;
-        let checkpoint = if std::env::var("X_BG").is_ok() {
-            None
-        } else {
-            Some(checkpoint::spawn(
-                base.clone()
-                    .synchronous(sync)
-                    .busy_timeout(BUSY_TIMEOUT)
-                    .connect()
-                    .await
-                    .map_err(open_err)?,
-            ))
-        };
-        let pool = SqlitePoolOptions::new()
-            .max_connections(opts.read_connections.max(1))
-            .connect_with(base.read_only(true).busy_timeout(BUSY_TIMEOUT))
-            .await
-            .map_err(open_err)?;
+            .map_err(|e| StoreError::Open {
+                url: opts.url.clone(),
+                source: e.into(),
+            })?;
         let batch_max = opts.batch_max.max(1);
         let (tx, rx) = mpsc::channel(batch_max.saturating_mul(2).max(64));
         let writer = writer::Writer {
-            conn,
+            conn: writer_conn,
             rx,
             head,
             batch_max,
             on_batch: opts.on_batch,
             closing: None,
-            checkpoint,
+            checkpoint: Some(checkpoint::spawn(conns.checkpoint)),
         };
         tokio::spawn(writer.run());
         tracing::info!(url = %opts.url, batch_max, "store open");
-        Ok(Store { tx, pool })
+        Ok(Store {
+            tx,
+            pool: conns.readers,
+        })
     }
 
     /// Makes one inbound message and its outcome durable. Returns after the
@@ -346,25 +273,4 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
-}
-
-/// Parses the URL, refusing in-memory databases.
-fn connect_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
-    if url.contains(":memory:") || url.contains("mode=memory") {
-        return Err(StoreError::Config {
-            url: url.into(),
-            reason: "in-memory databases are not supported; use a file".into(),
-        });
-    }
-    let opts = SqliteConnectOptions::from_str(url).map_err(|e| StoreError::Config {
-        url: url.into(),
-        reason: e.to_string(),
-    })?;
-    if opts.get_filename() == Path::new("") {
-        return Err(StoreError::Config {
-            url: url.into(),
-            reason: "no database file named".into(),
-        });
-    }
-    Ok(opts)
 }
