@@ -24,6 +24,11 @@ pub enum Convert {
     Trim,
     Upper,
     Lower,
+    /// A unit as sent (`mcg/dL`, `10^3/uL`, `cells/uL`) → its UCUM code
+    /// (`ug/dL`, `10*3/uL`, `/uL`). Units already in UCUM, and units this
+    /// table does not know, pass unchanged: a mapping's value map handles a
+    /// partner's own spellings.
+    Ucum,
 }
 
 impl Convert {
@@ -37,6 +42,7 @@ impl Convert {
         "trim",
         "upper",
         "lower",
+        "ucum",
     ];
 
     pub fn parse(name: &str) -> Option<Convert> {
@@ -50,6 +56,7 @@ impl Convert {
             "trim" => Convert::Trim,
             "upper" => Convert::Upper,
             "lower" => Convert::Lower,
+            "ucum" => Convert::Ucum,
             _ => return None,
         })
     }
@@ -79,8 +86,52 @@ impl Convert {
             Convert::Trim => Value::String(t.to_string()),
             Convert::Upper => Value::String(t.to_uppercase()),
             Convert::Lower => Value::String(t.to_lowercase()),
+            Convert::Ucum => Value::String(ucum(t).to_string()),
         }))
     }
+}
+
+/// Common non-UCUM spellings in lab and cell-therapy reports, and their UCUM
+/// codes (case-sensitive, as UCUM is).
+const UCUM_ALIASES: &[(&str, &str)] = &[
+    ("mcg/dL", "ug/dL"),
+    ("mcg/L", "ug/L"),
+    ("mcg/mL", "ug/mL"),
+    ("µg/dL", "ug/dL"),
+    ("µg/L", "ug/L"),
+    ("µL", "uL"),
+    ("mL", "mL"),
+    ("ml", "mL"),
+    ("cc", "mL"),
+    ("l", "L"),
+    ("10^3/uL", "10*3/uL"),
+    ("10^3/µL", "10*3/uL"),
+    ("x10^3/uL", "10*3/uL"),
+    ("K/uL", "10*3/uL"),
+    ("10^6/uL", "10*6/uL"),
+    ("M/uL", "10*6/uL"),
+    ("10^9/L", "10*9/L"),
+    ("x10^9/L", "10*9/L"),
+    ("10^6/kg", "10*6/kg"),
+    ("cells/uL", "/uL"),
+    ("cells/µL", "/uL"),
+    ("cells/kg", "/kg"),
+    ("degC", "Cel"),
+    ("°C", "Cel"),
+    ("C", "Cel"),
+    ("hrs", "h"),
+    ("hr", "h"),
+    ("mins", "min"),
+    ("sec", "s"),
+    ("percent", "%"),
+];
+
+/// The UCUM code for a unit as sent; unknown units pass unchanged.
+pub fn ucum(unit: &str) -> &str {
+    UCUM_ALIASES
+        .iter()
+        .find(|(from, _)| *from == unit)
+        .map_or(unit, |(_, to)| to)
 }
 
 fn number(t: &str) -> Option<Value> {

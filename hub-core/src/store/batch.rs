@@ -1,11 +1,13 @@
 //! One group commit's worth of writes, inside the writer's transaction.
 //!
-//! Messages are inserted first, all at once, with ids assigned here: the
-//! writer holds the write lock, so `max(id) + 1…` are ours, and the ids in
-//! `RETURNING` tell which rows a dedup conflict skipped without relying on
-//! the (unspecified) order of RETURNING rows. Then every request is handled
-//! in arrival order, collecting rows; the rows go in with a few multi-row
-//! statements (see [`insert`](super::insert)); repeats are answered last.
+//! Messages are inserted first, all at once (`INSERT … ON CONFLICT DO
+//! NOTHING`), with ids assigned here: the writer holds the write lock, so
+//! `max(id) + 1…` are ours, and which of those ids exist afterwards tells
+//! which rows a dedup conflict skipped, also when both copies of a message
+//! are in the same statement. Then every request is handled in arrival
+//! order, collecting rows; the rows go in with a few multi-row statements
+//! (see [`insert`](super::insert)); repeats are answered last, from the
+//! original rows.
 
 use chrono::{DateTime, Utc};
 use serde_json::json;

@@ -15,7 +15,14 @@ use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
 
 /// At most one checkpoint per interval.
-const INTERVAL: Duration = Duration::from_millis(500);
+fn interval() -> Duration {
+    Duration::from_millis(
+        std::env::var("X_IVL")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(500),
+    )
+}
 
 /// Asks the checkpointer to run; dropping it stops the checkpointer.
 #[derive(Debug)]
@@ -38,7 +45,7 @@ pub(crate) fn spawn(mut conn: SqliteConnection) -> (Kick, tokio::task::JoinHandl
             // Checkpointing less often copies a page that many commits
             // changed (an index leaf, a table's last page) once, not once
             // per commit. Stop waiting as soon as the writer goes away.
-            let wait = last.map_or(Duration::ZERO, |t| INTERVAL.saturating_sub(t.elapsed()));
+            let wait = last.map_or(Duration::ZERO, |t| interval().saturating_sub(t.elapsed()));
             let pause = tokio::time::sleep(wait);
             tokio::pin!(pause);
             let writer_gone = loop {

@@ -86,14 +86,30 @@ pub(crate) async fn insert_messages(
                 .push_bind(i.origin.as_str())
                 .push_bind(now);
         });
-        qb.push(" ON CONFLICT (connector, partner, message_id) DO NOTHING RETURNING id");
-        let ids: Vec<i64> = qb.build_query_scalar().fetch_all(&mut *conn).await?;
-        for id in ids {
-            if let Some(slot) = usize::try_from(id - first_id)
-                .ok()
-                .and_then(|k| inserted.get_mut(k))
-            {
-                *slot = true;
+        qb.push(" ON CONFLICT (connector, partner, message_id) DO NOTHING");
+        let done = qb.build().execute(&mut *conn).await?;
+        let slots = &mut inserted[offset..offset + chunk.len()];
+        if done.rows_affected() == chunk.len() as u64 {
+            slots.fill(true);
+        } else {
+            // Some were repeats. The ids of this chunk were free before it,
+            // so the ones that exist now are the ones it inserted. (Not
+            // RETURNING: sqlx streams every returned row to the caller
+            // through a channel, a thread wake-up each; repeats are rare.)
+            let last = base + chunk.len() as i64 - 1;
+            let ids: Vec<i64> =
+                sqlx::query_scalar("SELECT id FROM messages WHERE id BETWEEN ? AND ?")
+                    .bind(base)
+                    .bind(last)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for id in ids {
+                if let Some(slot) = usize::try_from(id - base)
+                    .ok()
+                    .and_then(|k| slots.get_mut(k))
+                {
+                    *slot = true;
+                }
             }
         }
         offset += chunk.len();

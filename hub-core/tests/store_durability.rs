@@ -1,0 +1,155 @@
+//! The store across reopen and close, on real SQLite files, and one bad
+//! write that must not take its batch down with it.
+
+mod store_fixtures;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::Utc;
+use hub_core::error::{ErrorClass, Stage};
+use hub_core::store::{
+    BatchStats, EventFilter, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Store,
+    StoreError, StoreOptions,
+};
+use hub_core::{Outcome, Problem};
+use serde_json::json;
+use sqlx::Connection;
+use store_fixtures::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_is_there_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(options(dir.path())).await.unwrap();
+    let routed_row = store
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap();
+    let failed = IntakeRecord {
+        inbound: inbound("ACME", Some("M2"), "bad"),
+        outcome: IntakeOutcome::Failed(Problem::new(Stage::Map, "bad_value", "no COI")),
+    };
+    let failed_row = store.intake(failed.clone()).await.unwrap();
+    store
+        .audit("ops", "route.reload", "routes", json!({}))
+        .await
+        .unwrap();
+    let far = Utc::now() + chrono::Duration::seconds(60);
+    let events_before = store.events(&EventFilter::default()).await.unwrap();
+    store.close().await;
+    drop(store);
+
+    let store = Store::open(options(dir.path())).await.unwrap();
+    let msg = store
+        .message(routed_row.message_row)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.status, MessageStatus::Routed);
+    assert_eq!(msg.payload, b"{\"id\":\"M1\"}");
+    assert_eq!(
+        store.events(&EventFilter::default()).await.unwrap(),
+        events_before
+    );
+    assert_eq!(store.pending("jsonl", 10, far).await.unwrap().len(), 1);
+    let dls = store.dead_letters(10).await.unwrap();
+    assert_eq!(dls.len(), 1);
+    assert_eq!(dls[0].message_row, failed_row.message_row);
+    // Dedup survives the reopen too.
+    let again = store.intake(failed).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.outcome, Outcome::Failed("no COI".into()));
+    // The chain head was reloaded: new records extend the old chain.
+    assert_eq!(store.audit("ops", "x", "y", json!(null)).await.unwrap(), 3);
+    let check = store.verify_audit().await.unwrap();
+    assert_eq!((check.records, check.first_bad), (3, None));
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_store_refuses_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("a/b/cgthub.db").display()),
+        ..StoreOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        dir.path().join("a/b/cgthub.db").exists(),
+        "parent dirs created"
+    );
+    let clone = store.clone();
+    store.close().await;
+    store.close().await;
+    let err = clone
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err}");
+    assert_eq!(err.class(), ErrorClass::Fatal);
+    let err = clone.counts().await.unwrap_err();
+    assert_eq!(err.class(), ErrorClass::Fatal, "{err}");
+
+    let err = Store::open(StoreOptions {
+        url: "sqlite::memory:".into(),
+        ..StoreOptions::default()
+    })
+    .await
+    .err()
+    .unwrap();
+    assert!(matches!(err, StoreError::Config { .. }), "{err}");
+}
+
+/// One write that violates a constraint (an event id already stored) is
+/// refused on its own; the writes that shared its transaction are retried
+/// and committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bad_write_does_not_fail_its_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
+    let seen = Arc::clone(&batches);
+    let store = Store::open(StoreOptions {
+        on_batch: Some(Arc::new(move |s| seen.lock().unwrap().push(s))),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let first = event("COI-1");
+    let clash = IntakeRecord {
+        inbound: inbound("ACME", Some("CLASH"), "{}"),
+        outcome: IntakeOutcome::Events(vec![PreparedEvent::new(&first, vec![dest("jsonl")])]),
+    };
+    let original = IntakeRecord {
+        inbound: inbound("ACME", Some("FIRST"), "{}"),
+        outcome: clash.outcome.clone(),
+    };
+    let lock = hold_write_lock(dir.path()).await;
+    let spawn = |rec: IntakeRecord| {
+        let s = store.clone();
+        tokio::spawn(async move { s.intake(rec).await })
+    };
+    let original = spawn(original);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let good = spawn(routed("ACME", "GOOD", &["jsonl"]));
+    let bad = spawn(clash);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    lock.close().await.unwrap();
+
+    assert!(!original.await.unwrap().unwrap().duplicate);
+    assert!(!good.await.unwrap().unwrap().duplicate);
+    let err = bad.await.unwrap().unwrap_err();
+    assert!(err.is_constraint(), "{err}");
+    assert_eq!(err.class(), ErrorClass::Permanent);
+    assert!(err.to_string().contains("courier/ACME/CLASH"), "{err}");
+
+    let counts = store.counts().await.unwrap();
+    assert_eq!((counts.total_messages(), counts.events), (2, 2));
+    let sizes: Vec<usize> = batches.lock().unwrap().iter().map(|b| b.messages).collect();
+    assert_eq!(
+        sizes,
+        [1, 1],
+        "the failed batch of 3 was retried one by one"
+    );
+    store.close().await;
+}
