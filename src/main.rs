@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+/// Intake allocates many small, short-lived values per message (fields,
+/// events, JSON); mimalloc serves those markedly faster than glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = cgthub::cli::Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

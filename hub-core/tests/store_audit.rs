@@ -116,3 +116,35 @@ async fn concurrent_appends_form_one_serial_chain() {
     assert_eq!((check.records, check.first_bad), (100, None));
     store.close().await;
 }
+
+/// A CLI command's store beside the server's: each has its own writer and
+/// chain head; a stale head is reloaded after the conflict it causes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_keep_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Store::open(options(dir.path())).await.unwrap();
+    let cli = Store::open(options(dir.path())).await.unwrap();
+    assert_eq!(serve.audit("system", "a", "x", json!(1)).await.unwrap(), 1);
+    assert_eq!(
+        cli.audit("ops", "dlq.replay", "dead_letter:1", json!(2))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(serve.audit("system", "b", "x", json!(3)).await.unwrap(), 3);
+    let a = serve
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap();
+    let b = cli.intake(routed("ACME", "M2", &["jsonl"])).await.unwrap();
+    let c = serve
+        .intake(routed("ACME", "M2", &["jsonl"]))
+        .await
+        .unwrap();
+    assert_ne!(a.message_row, b.message_row);
+    assert!(c.duplicate && c.message_row == b.message_row);
+    let check = cli.verify_audit().await.unwrap();
+    assert_eq!((check.records, check.first_bad), (3, None));
+    cli.close().await;
+    serve.close().await;
+}

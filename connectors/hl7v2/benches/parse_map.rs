@@ -10,6 +10,10 @@
 //!   mapping, run it into a typed `qc.result_reported` event, and serialise
 //!   the event to its JSON body.
 
+/// The same allocator as the `cgthub` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::borrow::Cow;
 use std::hint::black_box;
 

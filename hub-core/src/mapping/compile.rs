@@ -40,7 +40,10 @@ pub(super) struct EventRule<F: Format> {
 
 #[derive(Debug)]
 pub(super) struct Field<F: Format> {
+    /// Dotted, for errors: `data.results.value`.
     pub name: String,
+    /// The output key: `value`.
+    pub key: String,
     pub source: Source<F>,
     pub map: Option<Arc<ValueMap>>,
     pub convert: Option<Convert>,
@@ -158,6 +161,7 @@ fn event_rule<F: Format>(ctx: &Ctx, e: &EventSpec) -> Result<EventRule<F>, LoadE
         // is written `{ path = "ORC-1", map = … }`.
         (Some(text), None, true) => Field {
             name: "kind".into(),
+            key: "kind".into(),
             source: Source::Const(Value::String(text.clone())),
             map: None,
             convert: None,
@@ -325,6 +329,7 @@ fn field<F: Format>(
     };
     Ok(Field {
         name: name.to_string(),
+        key: name.rsplit('.').next().unwrap_or(name).to_string(),
         source,
         map,
         convert,

@@ -149,7 +149,7 @@ impl<F: Format> Run<'_, F> {
         let mut data = Map::new();
         for f in &rule.data {
             if let Some(v) = self.value(f, doc, scope)? {
-                data.insert(short(&f.name).to_string(), v);
+                data.insert(f.key.clone(), v);
             }
         }
         let data = EventData::from_json(kind, Value::Object(data))
@@ -216,7 +216,7 @@ impl<F: Format> Run<'_, F> {
         let mut obj = Map::new();
         for c in children {
             if let Some(v) = self.value(c, doc, scope)? {
-                obj.insert(short(&c.name).to_string(), v);
+                obj.insert(c.key.clone(), v);
             }
         }
         Ok((!obj.is_empty()).then_some(Value::Object(obj)))
@@ -300,7 +300,3 @@ impl<F: Format> Run<'_, F> {
     }
 }
 
-/// The last segment of a dotted field name: `data.results.value` → `value`.
-fn short(name: &str) -> &str {
-    name.rsplit('.').next().unwrap_or(name)
-}

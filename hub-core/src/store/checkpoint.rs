@@ -3,26 +3,23 @@
 //! A checkpoint copies committed pages from the WAL back into the database
 //! file and fsyncs it. Left to SQLite's auto-checkpoint, that work runs
 //! inside the writer's COMMIT and roughly doubles its cost. This task does
-//! it on its own connection (so its own thread) after each commit, in
-//! PASSIVE mode: it never blocks the writer or readers. The writer keeps a
-//! large auto-checkpoint threshold as a backstop: only its checkpoint can
-//! finish the last few frames while no write is under way, which lets SQLite
-//! restart the WAL from the beginning instead of growing it.
+//! it on its own connection (so its own thread) after commits, at most once
+//! per [`INTERVAL`], in PASSIVE mode: it never blocks the writer or readers.
+//! The writer keeps a larger auto-checkpoint threshold as a backstop: only
+//! its checkpoint can finish the last few frames while no write is under
+//! way, which lets SQLite restart the WAL from the beginning instead of
+//! growing it; by then this task has copied nearly everything, so it is
+//! cheap.
 
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, SqliteConnection};
 use tokio::sync::mpsc;
 
-/// At most one checkpoint per interval.
-fn interval() -> Duration {
-    Duration::from_millis(
-        std::env::var("X_IVL")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(500),
-    )
-}
+/// At most one checkpoint per interval: a page that several commits
+/// changed (an index leaf, a table's last page) is copied once, not once per
+/// commit, while the WAL stays well below the writer's threshold.
+const INTERVAL: Duration = Duration::from_millis(100);
 
 /// Asks the checkpointer to run; dropping it stops the checkpointer.
 #[derive(Debug)]
@@ -42,10 +39,9 @@ pub(crate) fn spawn(mut conn: SqliteConnection) -> (Kick, tokio::task::JoinHandl
     let task = tokio::spawn(async move {
         let mut last: Option<Instant> = None;
         while rx.recv().await.is_some() {
-            // Checkpointing less often copies a page that many commits
-            // changed (an index leaf, a table's last page) once, not once
-            // per commit. Stop waiting as soon as the writer goes away.
-            let wait = last.map_or(Duration::ZERO, |t| interval().saturating_sub(t.elapsed()));
+            // Rate limit (see INTERVAL); stop waiting as soon as the writer
+            // goes away.
+            let wait = last.map_or(Duration::ZERO, |t| INTERVAL.saturating_sub(t.elapsed()));
             let pause = tokio::time::sleep(wait);
             tokio::pin!(pause);
             let writer_gone = loop {

@@ -75,10 +75,7 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<Connections, StoreError>
         //
         // Statement journals of multi-row INSERTs stay off the disk.
         .pragma("temp_store", "memory")
-        .pragma(
-            "wal_autocheckpoint",
-            std::env::var("X_CKPT").unwrap_or(WRITER_AUTOCHECKPOINT_PAGES.into()),
-        )
+        .pragma("wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
         .pragma("journal_size_limit", WAL_SIZE_LIMIT)
         // Batch statements are long; their text is noise in the logs.
         .disable_statement_logging()

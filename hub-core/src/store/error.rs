@@ -117,9 +117,12 @@ impl StoreError {
     }
 
     pub(crate) fn read(op: &'static str) -> impl Fn(sqlx::Error) -> StoreError + Copy {
-        move |e| StoreError::Read {
-            op,
-            source: Arc::new(e),
+        move |e| match e {
+            sqlx::Error::PoolClosed => StoreError::Closed,
+            e => StoreError::Read {
+                op,
+                source: Arc::new(e),
+            },
         }
     }
 }

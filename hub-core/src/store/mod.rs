@@ -4,15 +4,23 @@
 //! Nothing the hub has acknowledged to a partner may be lost, so a connector
 //! ACKs only after [`Store::intake`] returns, and `intake` returns only after
 //! the COMMIT of the transaction that holds the message. Concurrent callers
-//! share transactions (group commit, see [`writer`]) and each learns when its
-//! own message is durable. Reads go through a separate pool of read-only
+//! share transactions (group commit, see `writer.rs`) and each learns when
+//! its own message is durable. Reads go through a separate pool of read-only
 //! connections and never wait for the writer (WAL).
 //!
-//! Files: `mod.rs` (the handle, opening), `writer.rs` (the group-commit
-//! task), `batch.rs` (the SQL of one batch), `ops.rs` (what the writer is
-//! asked), `query.rs` (reads), `audit.rs` (hash chain), `records.rs` (row
-//! types), `time.rs` (stored timestamps), `error.rs`. The schema is in
+//! Files: `mod.rs` (the handle), `connect.rs` (connections, pragmas,
+//! migrations), `writer.rs` (the group-commit task), `batch.rs` (one batch's
+//! writes), `insert.rs` (its multi-row statements), `ops.rs` (what the
+//! writer is asked), `checkpoint.rs` (background WAL checkpoints),
+//! `query.rs` (reads), `audit.rs` (hash chain), `records.rs` (row types),
+//! `time.rs` (stored timestamps), `error.rs`. The schema is in
 //! `hub-core/migrations/sqlite/`, embedded in the binary.
+//!
+//! Another process (a `cgthub` CLI command) may open the same file beside
+//! `cgthub serve`: writers take turns on SQLite's write lock (waiting up to
+//! 5 s), row ids are taken inside the write transaction, and an audit
+//! chain head gone stale because the other process appended is reloaded
+//! after the id conflict it causes, and the write retried.
 
 mod audit;
 mod batch;
@@ -52,7 +60,8 @@ pub struct BatchStats {
     pub ops: usize,
     /// Of which intakes.
     pub messages: usize,
-    /// From BEGIN to the end of COMMIT (including the fsync).
+    /// From BEGIN to the end of COMMIT (including the fsync): what the
+    /// batch's callers waited for, less their time in the queue.
     pub commit: Duration,
 }
 
@@ -145,6 +154,9 @@ impl Store {
     /// COMMIT that holds it: the connector may ACK then, not before. A repeat
     /// of `(connector, partner, message_id)` writes nothing and returns the
     /// original's row and outcome with `duplicate: true`.
+    ///
+    /// A caller that stops waiting (its future dropped) does not withdraw
+    /// the message: it may still commit, and a resend is then a duplicate.
     pub async fn intake(&self, rec: IntakeRecord) -> Result<Receipt, StoreError> {
         Answer::receipt(self.call(Request::Intake(rec)).await)
     }
@@ -256,7 +268,8 @@ impl Store {
     }
 
     /// Commits what is queued, stops the writer, closes all connections.
-    /// Later calls on any clone fail with [`StoreError::Closed`].
+    /// Later calls on any clone fail with [`StoreError::Closed`]. Dropping
+    /// every clone also stops the writer, without waiting for it.
     pub async fn close(&self) {
         let (done, wait) = oneshot::channel();
         if self.tx.send(Command::Close(done)).await.is_ok() {

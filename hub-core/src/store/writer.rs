@@ -122,6 +122,8 @@ impl Writer {
     /// Commits `batch` as one transaction. When the transaction fails on a
     /// permanent error (a constraint one op violates), the ops are retried
     /// one per transaction so that one bad op does not fail its neighbours.
+    /// (Also a batch of one: a conflict on an audit id, when another process
+    /// appended to the chain, passes once the rollback reloaded the head.)
     async fn commit(&mut self, mut batch: Batch) {
         let started = Instant::now();
         let err = match self.transaction(&mut batch, true).await {
@@ -129,7 +131,7 @@ impl Writer {
             Err(e) => e,
         };
         tracing::warn!(error = %err, ops = batch.ops.len(), "store group commit failed, rolled back");
-        if batch.ops.len() > 1 && sqlx_class(&err) == ErrorClass::Permanent {
+        if sqlx_class(&err) == ErrorClass::Permanent {
             for op in batch.ops {
                 let started = Instant::now();
                 let messages = usize::from(matches!(op.req, Request::Intake(_)));
