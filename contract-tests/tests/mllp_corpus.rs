@@ -204,3 +204,32 @@ fn pipelined_frames_in_one_write_and_a_frame_split_across_writes() {
         ("AA", "SPLIT")
     );
 }
+
+#[test]
+fn a_failed_message_resent_under_the_same_id_is_processed() {
+    let hub = Hub::start(&[]);
+    let mut p = Partner::connect(hub.mllp);
+    // An A08 without a PID fails (AE); the partner fixes it and resends it
+    // with the same MSH-10: it must not be answered as a duplicate.
+    let broken = fixture("hl7v2/mirth_export_ADT_A08_v2.3_extra_fields.hl7");
+    assert_eq!(p.send(&broken).code(), "AE");
+    let mut fixed = broken.clone();
+    while fixed.last() == Some(&b'\r') {
+        fixed.pop();
+    }
+    fixed.extend_from_slice(b"\rPID|1||MRN-Z^^^HOSP^MR\r");
+    let ack = p.send(&fixed);
+    assert_eq!(
+        (ack.code().as_str(), ack.acked_id().as_str()),
+        ("AA", "245140"),
+        "{}",
+        ack.0
+    );
+    assert!(!ack.0.contains("duplicate"));
+    hub.wait_delivered();
+    let patients = hub.sink("patients");
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0]["data"]["patient_ids"][0]["value"], "MRN-Z");
+    // Now the id is taken.
+    assert!(p.send(&fixed).0.contains("duplicate"));
+}

@@ -116,13 +116,31 @@ async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored() {
             "OBX-5 is not a number",
         )),
     };
-    store.intake(failed.clone()).await.unwrap();
+    // A failed message does not hold its id: the partner may resend it,
+    // fixed, under the same id, and that copy is processed.
+    let first_failure = store.intake(failed.clone()).await.unwrap();
     let again = store.intake(failed).await.unwrap();
-    assert!(again.duplicate);
+    assert!(!again.duplicate, "a failure is not a dedup original");
+    assert_ne!(
+        again.message_row, first_failure.message_row,
+        "both failures are kept"
+    );
     assert_eq!(
         again.outcome,
         Outcome::Failed("OBX-5 is not a number".into())
     );
+    let fixed = store
+        .intake(routed("ACME", "M2", &["jsonl"]))
+        .await
+        .unwrap();
+    assert!(!fixed.duplicate);
+    assert_eq!(fixed.outcome, Outcome::Accepted { events: 1 });
+    let repeat = store
+        .intake(routed("ACME", "M2", &["jsonl"]))
+        .await
+        .unwrap();
+    assert!(repeat.duplicate, "once accepted, the id is taken");
+    assert_eq!(repeat.message_row, fixed.message_row);
 
     // No message id: never a duplicate.
     let anon = || IntakeRecord {
@@ -133,15 +151,15 @@ async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored() {
     assert!(!store.intake(anon()).await.unwrap().duplicate);
 
     let counts = store.counts().await.unwrap();
-    assert_eq!(counts.total_messages(), 5);
-    assert_eq!(counts.events, 2, "the repeats stored no events");
+    assert_eq!(counts.total_messages(), 7);
+    assert_eq!(counts.events, 3, "the repeats stored no events");
     assert_eq!(
         store
             .pending("jsonl", 10, Utc::now() + chrono::Duration::seconds(1))
             .await
             .unwrap()
             .len(),
-        2
+        3
     );
     store.close().await;
 }

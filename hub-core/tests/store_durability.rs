@@ -55,14 +55,22 @@ async fn everything_is_there_after_reopen() {
     let dls = store.dead_letters(10).await.unwrap();
     assert_eq!(dls.len(), 1);
     assert_eq!(dls[0].message_row, failed_row.message_row);
-    // Dedup survives the reopen too.
-    let again = store.intake(failed).await.unwrap();
+    // Dedup survives the reopen too (an accepted id stays taken; a failed
+    // one does not, so a resend of it is processed anew).
+    let again = store
+        .intake(routed("ACME", "M1", &["jsonl"]))
+        .await
+        .unwrap();
     assert!(again.duplicate);
-    assert_eq!(again.outcome, Outcome::Failed("no COI".into()));
-    // The chain head was reloaded: new records extend the old chain.
-    assert_eq!(store.audit("ops", "x", "y", json!(null)).await.unwrap(), 3);
+    assert_eq!(again.message_row, routed_row.message_row);
+    let retried = store.intake(failed).await.unwrap();
+    assert!(!retried.duplicate);
+    assert_eq!(retried.outcome, Outcome::Failed("no COI".into()));
+    // The chain head was reloaded: new records extend the old chain (the
+    // retried failure added its own dead-letter record).
+    assert_eq!(store.audit("ops", "x", "y", json!(null)).await.unwrap(), 4);
     let check = store.verify_audit().await.unwrap();
-    assert_eq!((check.records, check.first_bad), (3, None));
+    assert_eq!((check.records, check.first_bad), (4, None));
     store.close().await;
 }
 

@@ -27,12 +27,16 @@ CREATE TABLE messages (
     received_at  TEXT    NOT NULL,
     -- Peer address or file path.
     origin       TEXT    NOT NULL,
-    updated_at   TEXT    NOT NULL,
-    -- The dedup key.
-    UNIQUE (connector, partner, message_id)
+    updated_at   TEXT    NOT NULL
 );
--- File dedup by payload hash.
-CREATE INDEX messages_sha256 ON messages (sha256);
+-- The dedup key: a partner's message id is taken once it was accepted. A
+-- message that failed or was refused does not hold its id, so the partner
+-- can resend it, fixed, under the same id.
+CREATE UNIQUE INDEX messages_dedup ON messages (connector, partner, message_id)
+    WHERE status NOT IN ('dead', 'rejected');
+-- File dedup by payload hash (files have no message id). Partial: a random
+-- key per row would dirty an index page per message at intake.
+CREATE INDEX messages_sha256 ON messages (sha256) WHERE message_id IS NULL;
 -- Status counts, and finding held messages to retry.
 CREATE INDEX messages_status ON messages (status);
 

@@ -299,4 +299,3 @@ impl<F: Format> Run<'_, F> {
         })
     }
 }
-

@@ -310,7 +310,8 @@ async fn duplicate_receipt(conn: &mut SqliteConnection, rec: &IntakeRecord) -> A
     let i = &rec.inbound;
     let original: Option<(i64, String, Option<String>, i64)> = sqlx::query_as(
         "SELECT m.id, m.status, m.error, (SELECT COUNT(*) FROM events e WHERE e.message_row = m.id) \
-         FROM messages m WHERE m.connector = ? AND m.partner = ? AND m.message_id = ?",
+         FROM messages m WHERE m.connector = ? AND m.partner = ? AND m.message_id = ? \
+         AND m.status NOT IN ('dead', 'rejected')",
     )
     .bind(i.connector)
     .bind(i.partner.as_str())

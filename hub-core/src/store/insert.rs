@@ -86,7 +86,8 @@ pub(crate) async fn insert_messages(
                 .push_bind(i.origin.as_str())
                 .push_bind(now);
         });
-        qb.push(" ON CONFLICT (connector, partner, message_id) DO NOTHING");
+        // Only the partial dedup index can conflict (ids are free, see above).
+        qb.push(" ON CONFLICT DO NOTHING");
         let done = qb.build().execute(&mut *conn).await?;
         let slots = &mut inserted[offset..offset + chunk.len()];
         if done.rows_affected() == chunk.len() as u64 {
