@@ -45,6 +45,11 @@ macro_rules! kinds {
                 match self { $(EventData::$variant(_) => EventKind::$variant,)+ }
             }
 
+            /// Builds the payload of `kind` from any serde source, checking its fields.
+            pub fn deserialize_as<'de, D: serde::Deserializer<'de>>(kind: EventKind, d: D) -> Result<Self, D::Error> {
+                Ok(match kind { $(EventKind::$variant => EventData::$variant(<$ty as serde::Deserialize>::deserialize(d)?),)+ })
+            }
+
             /// Builds the payload of `kind` from a JSON object, checking its fields.
             pub fn from_json(kind: EventKind, data: serde_json::Value) -> Result<Self, serde_json::Error> {
                 Ok(match kind { $(EventKind::$variant => EventData::$variant(serde_json::from_value(data)?),)+ })

@@ -4,11 +4,12 @@
 use std::borrow::Cow;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::compile::{EventRule, Field, Mapping, Shape, Source};
 use super::document::{Document, Format};
+use super::val::{Val, ValDe};
 use crate::event::{EventData, EventKind, Source as Provenance, TherapyEvent};
 
 /// What the engine needs to know that is not in the document.
@@ -95,7 +96,7 @@ impl<F: Format> Mapping<F> {
     }
 }
 
-impl<F: Format> Run<'_, F> {
+impl<'m, F: Format> Run<'m, F> {
     fn err(&self, field: &str, location: Option<&str>, reason: String) -> MapError {
         self.err_kind(MapErrorKind::Invalid, field, location, reason)
     }
@@ -116,10 +117,10 @@ impl<F: Format> Run<'_, F> {
         }
     }
 
-    fn event<D: Document<Format = F>>(
+    fn event<'d, D: Document<Format = F>>(
         &self,
-        rule: &EventRule<F>,
-        doc: &D,
+        rule: &'m EventRule<F>,
+        doc: &'d D,
         scope: D::Scope,
         cx: &mut MapContext,
     ) -> Result<TherapyEvent, MapError> {
@@ -129,30 +130,29 @@ impl<F: Format> Run<'_, F> {
         let kind = kind_value
             .as_str()
             .and_then(EventKind::parse)
-            .ok_or_else(|| self.err("kind", None, format!("{kind_value} is not an event kind")))?;
-        let text = |f: &Option<Field<F>>| -> Result<Option<String>, MapError> {
+            .ok_or_else(|| {
+                self.err("kind", None, format!("{kind_value:?} is not an event kind"))
+            })?;
+        let text = |f: &'m Option<Field<F>>| -> Result<Option<String>, MapError> {
             Ok(match f {
-                Some(f) => self.value(f, doc, scope)?.map(|v| match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                }),
+                Some(f) => self.value(f, doc, scope)?.map(Val::into_text),
                 None => None,
             })
         };
         let occurred = self.value(&rule.occurred_at, doc, scope)?;
         let occurred_at = occurred
             .as_ref()
-            .and_then(Value::as_str)
+            .and_then(Val::as_str)
             .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
             .map(|d| d.with_timezone(&Utc))
             .ok_or_else(|| self.err("occurred_at", None, "no time for the event".into()))?;
-        let mut data = Map::new();
+        let mut data = Vec::with_capacity(rule.data.len());
         for f in &rule.data {
             if let Some(v) = self.value(f, doc, scope)? {
-                data.insert(f.key.clone(), v);
+                data.push((f.key.as_str(), v));
             }
         }
-        let data = EventData::from_json(kind, Value::Object(data))
+        let data = EventData::deserialize_as(kind, ValDe(Val::Object(data)))
             .map_err(|e| self.err("data", None, format!("not a valid {kind}: {e}")))?;
         Ok(TherapyEvent {
             schema: (),
@@ -168,12 +168,12 @@ impl<F: Format> Run<'_, F> {
     }
 
     /// Evaluates one field in a scope: `None` when it has no value.
-    fn value<D: Document<Format = F>>(
+    fn value<'d, D: Document<Format = F>>(
         &self,
-        f: &Field<F>,
-        doc: &D,
+        f: &'m Field<F>,
+        doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Value>, MapError> {
+    ) -> Result<Option<Val<'m, 'd>>, MapError> {
         let v = match &f.shape {
             Shape::Scalar => self.scalar(f, doc, scope)?,
             Shape::Object(children) => self.object(children, doc, scope)?,
@@ -184,19 +184,21 @@ impl<F: Format> Run<'_, F> {
                         items.push(o);
                     }
                 }
-                (!items.is_empty()).then_some(Value::Array(items))
+                (!items.is_empty()).then_some(Val::List(items))
             }
         };
         match v {
             Some(v) => Ok(Some(v)),
-            None if f.default.is_some() => Ok(f.default.clone()),
-            None if f.required => Err(self.err_kind(
-                MapErrorKind::Required,
-                &f.name,
-                self.first_path(f),
-                "required, but the message has no value".into(),
-            )),
-            None => Ok(None),
+            None => match &f.default {
+                Some(d) => Ok(Some(Val::Json(d.clone()))),
+                None if f.required => Err(self.err_kind(
+                    MapErrorKind::Required,
+                    &f.name,
+                    self.first_path(f),
+                    "required, but the message has no value".into(),
+                )),
+                None => Ok(None),
+            },
         }
     }
 
@@ -207,32 +209,32 @@ impl<F: Format> Run<'_, F> {
         }
     }
 
-    fn object<D: Document<Format = F>>(
+    fn object<'d, D: Document<Format = F>>(
         &self,
-        children: &[Field<F>],
-        doc: &D,
+        children: &'m [Field<F>],
+        doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Value>, MapError> {
-        let mut obj = Map::new();
+    ) -> Result<Option<Val<'m, 'd>>, MapError> {
+        let mut obj = Vec::with_capacity(children.len());
         for c in children {
             if let Some(v) = self.value(c, doc, scope)? {
-                obj.insert(c.key.clone(), v);
+                obj.push((c.key.as_str(), v));
             }
         }
-        Ok((!obj.is_empty()).then_some(Value::Object(obj)))
+        Ok((!obj.is_empty()).then_some(Val::Object(obj)))
     }
 
-    fn scalar<D: Document<Format = F>>(
+    fn scalar<'d, D: Document<Format = F>>(
         &self,
-        f: &Field<F>,
-        doc: &D,
+        f: &'m Field<F>,
+        doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Value>, MapError> {
+    ) -> Result<Option<Val<'m, 'd>>, MapError> {
         match &f.source {
-            Source::Const(v) => Ok(Some(v.clone())),
+            Source::Const(v) => Ok(Some(Val::Json(v.clone()))),
             Source::Nested => Ok(None),
             Source::Paths(paths) => {
-                let mut buf: Vec<Cow<str>> = Vec::new();
+                let mut buf: Vec<Cow<'d, str>> = Vec::new();
                 for (text, p) in paths {
                     buf.clear();
                     doc.values(p, scope, &mut buf);
@@ -241,14 +243,15 @@ impl<F: Format> Run<'_, F> {
                     }
                     if D::is_multi(p) {
                         let mut items = Vec::with_capacity(buf.len());
-                        for raw in &buf {
+                        for raw in buf.drain(..) {
                             if let Some(v) = self.convert(f, text, raw)? {
                                 items.push(v);
                             }
                         }
-                        return Ok(Some(Value::Array(items)));
+                        return Ok(Some(Val::List(items)));
                     }
-                    if let Some(v) = self.convert(f, text, &buf[0])? {
+                    let first = buf.swap_remove(0);
+                    if let Some(v) = self.convert(f, text, first)? {
                         return Ok(Some(v));
                     }
                 }
@@ -258,10 +261,15 @@ impl<F: Format> Run<'_, F> {
     }
 
     /// Map, then convert, one source value.
-    fn convert(&self, f: &Field<F>, path: &str, raw: &str) -> Result<Option<Value>, MapError> {
+    fn convert<'d>(
+        &self,
+        f: &Field<F>,
+        path: &str,
+        raw: Cow<'d, str>,
+    ) -> Result<Option<Val<'m, 'd>>, MapError> {
         let mapped = match &f.map {
             None => None,
-            Some(m) => Some(match m.entries.get(raw).or(m.fallback.as_ref()) {
+            Some(m) => Some(match m.entries.get(raw.as_ref()).or(m.fallback.as_ref()) {
                 Some(v) => v.clone(),
                 None => {
                     return Err(self.err_kind(
@@ -273,13 +281,14 @@ impl<F: Format> Run<'_, F> {
                 }
             }),
         };
-        match (f.convert, mapped) {
-            (None, Some(v)) => Ok(Some(v)),
-            (None, None) => Ok(Some(Value::String(raw.to_string()))),
-            (Some(c), Some(Value::String(s))) => self.apply(f, c, path, &s),
-            (Some(_), Some(v)) => Ok(Some(v)),
-            (Some(c), None) => self.apply(f, c, path, raw),
-        }
+        let converted = match (f.convert, mapped) {
+            (None, Some(v)) => Some(v),
+            (None, None) => return Ok(Some(Val::Text(raw))),
+            (Some(c), Some(Value::String(s))) => self.apply(f, c, path, &s)?,
+            (Some(_), Some(v)) => Some(v),
+            (Some(c), None) => self.apply(f, c, path, &raw)?,
+        };
+        Ok(converted.map(Val::Json))
     }
 
     fn apply(

@@ -12,6 +12,7 @@ pub mod convert;
 pub mod document;
 mod engine;
 pub mod spec;
+mod val;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
