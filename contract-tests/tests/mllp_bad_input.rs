@@ -140,3 +140,50 @@ fn a_sender_that_leaves_before_its_ack_still_has_its_message_processed() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn connections_beyond_the_cap_wait_until_one_closes() {
+    let hub = Hub::start(&[("CGTHUB__MLLP__MAX_CONNECTIONS", "1")]);
+    let mut first = Partner::connect(hub.mllp);
+    assert_eq!(first.send(oru("CAP1").as_bytes()).code(), "AA");
+    let mut second = Partner::connect(hub.mllp);
+    second
+        .stream
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    second.send_raw(&Partner::frame(oru("CAP2").as_bytes()));
+    assert!(
+        second.read_ack().is_none(),
+        "not served while the first holds the only slot"
+    );
+    drop(first);
+    second
+        .stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let ack = second.read_ack().expect("served once the slot is free");
+    assert_eq!(
+        (ack.code().as_str(), ack.acked_id().as_str()),
+        ("AA", "CAP2")
+    );
+}
+
+#[test]
+fn an_iso_8859_1_message_is_decoded_by_its_msh_18() {
+    let hub = Hub::start(&[]);
+    // The corpus CBC ORU's segments, with MSH-18 = 8859/1 and an OBX-5 of
+    // "café" where é is the single byte 0xE9, as ISO 8859-1 writes it.
+    let mut bytes =
+        b"MSH|^~\\&|LAB|HOSPITAL|EMR|HOSPITAL|202501021200||ORU^R01|LATIN1|P|2.5||||||8859/1\r\
+PID|1||789012^^^HOSPITAL^MR\r\
+OBR|1|LAB12345|LAB12345|^CBC PANEL|||202501020830\r\
+OBX|1|ST|NOTE^NOTE||caf"
+            .to_vec();
+    bytes.extend_from_slice(b"\xe9||||||F\r");
+    let mut p = Partner::connect(hub.mllp);
+    let ack = p.send(&bytes);
+    assert_eq!(ack.code(), "AA", "{}", ack.0);
+    hub.wait_delivered();
+    let ev = &hub.sink("results")[0];
+    assert_eq!(ev["data"]["results"][0]["value"], "café");
+}
