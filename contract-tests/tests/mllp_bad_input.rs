@@ -94,14 +94,11 @@ fn an_unterminated_frame_is_kept_when_the_partner_hangs_up() {
     half.extend_from_slice(oru("HALF").as_bytes());
     p.send_raw(&half);
     drop(p);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !dead_letter_codes(&hub)
-        .iter()
-        .any(|c| c == "frame_not_terminated")
-    {
-        assert!(Instant::now() < deadline, "not kept:\n{}", hub.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    hub.wait_for("the unterminated frame to be kept", || {
+        dead_letter_codes(&hub)
+            .iter()
+            .any(|c| c == "frame_not_terminated")
+    });
 }
 
 #[test]
@@ -122,23 +119,11 @@ fn a_sender_that_leaves_before_its_ack_still_has_its_message_processed() {
     let mut p = Partner::connect(hub.mllp);
     p.send_raw(&Partner::frame(oru("GONE").as_bytes()));
     drop(p);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        hub.wait_delivered();
-        if hub
-            .sink("results")
+    hub.wait_for("GONE to be delivered", || {
+        hub.sink("results")
             .iter()
             .any(|e| e["source"]["message_id"] == "GONE")
-        {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "GONE was not processed:\n{}",
-            hub.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]
