@@ -79,7 +79,7 @@ fn decode_sequence(body: &str, d: &Delimiters, out: &mut String) -> bool {
 
 fn decode_hex(hex: &str, out: &mut String) -> bool {
     let digits = hex.as_bytes();
-    if digits.is_empty() || digits.len() % 2 != 0 {
+    if digits.is_empty() || !digits.len().is_multiple_of(2) {
         return false;
     }
     let mut bytes = Vec::with_capacity(digits.len() / 2);
