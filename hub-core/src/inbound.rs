@@ -73,6 +73,13 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The reason with every quoted value (`"…"`) blanked, for logs: values
+    /// come from the message and may be patient data. The full reason stays
+    /// in the store, the partner's NAK and `cgthub dlq show`.
+    pub fn log_reason(&self) -> String {
+        redact_quoted(&self.reason)
+    }
+
     pub fn new(stage: crate::error::Stage, code: &'static str, reason: impl Into<String>) -> Self {
         Problem {
             stage,
@@ -103,4 +110,45 @@ pub enum Outcome {
     Failed(String),
     /// Stored and refused (HL7 `AR`).
     Rejected(String),
+}
+
+/// Replaces the contents of every double-quoted run with `…`.
+pub fn redact_quoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '"' {
+            if inside {
+                out.push('…');
+            }
+            inside = !inside;
+            out.push(c);
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_values_are_blanked_for_logs() {
+        let p = Problem::new(
+            crate::error::Stage::Map,
+            "bad_value",
+            r#"mapping x: data.dob: "19850317" is not an HL7 timestamp (at PID-7)"#,
+        );
+        assert_eq!(
+            p.log_reason(),
+            r#"mapping x: data.dob: "…" is not an HL7 timestamp (at PID-7)"#
+        );
+        assert_eq!(
+            redact_quoted(r#"no mapping for "ADT^A01" from partner "LAB""#),
+            r#"no mapping for "…" from partner "…""#
+        );
+        assert_eq!(redact_quoted("plain"), "plain");
+    }
 }

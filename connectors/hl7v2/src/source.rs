@@ -228,7 +228,7 @@ async fn handle(
     };
     let payload = inbound.payload.clone();
     let (partner, message_id) = (inbound.partner.clone(), inbound.message_id.clone());
-    let location = match &decoded {
+    let problem = match &decoded {
         Decoded::Failed(p) | Decoded::Rejected(p) => Some(p.clone()),
         Decoded::Events(_) => None,
     };
@@ -253,8 +253,9 @@ async fn handle(
         Outcome::Failed(reason) | Outcome::Rejected(reason) => {
             let rejected = matches!(receipt.outcome, Outcome::Rejected(_));
             let p =
-                location.unwrap_or_else(|| Problem::new(Stage::Receive, "unknown", reason.clone()));
-            tracing::warn!(peer = %peer, partner = %partner, message_id = ?message_id, row = receipt.message_row, code = p.code, reason = %reason, "message {}", if rejected { "rejected (AR)" } else { "failed (AE)" });
+                problem.unwrap_or_else(|| Problem::new(Stage::Receive, "unknown", reason.clone()));
+            // The reason may quote message values; logs get it redacted.
+            tracing::warn!(peer = %peer, partner = %partner, message_id = ?message_id, row = receipt.message_row, code = p.code, reason = %p.log_reason(), "message {}", if rejected { "rejected (AR)" } else { "failed (AE)" });
             let err = AckError {
                 code: hl7_error_code(p.code),
                 text: reason.clone(),
