@@ -123,8 +123,15 @@ async fn fail(hub: &Hub, item: &OutboxItem, class: ErrorClass, message: &str) {
             .retry_later(item.id, attempts, next, message.to_string())
             .await
     };
-    if let Err(e) = result {
-        tracing::error!(event_id = %item.event_id, error = %e, "cannot record the failed delivery; it stays pending");
+    match result {
+        Ok(()) => {}
+        // Settled meanwhile (delivered or dead-lettered): nothing to record.
+        Err(crate::store::StoreError::NotFound { .. }) => {
+            tracing::debug!(event_id = %item.event_id, "outbox row no longer pending")
+        }
+        Err(e) => {
+            tracing::error!(event_id = %item.event_id, error = %e, "cannot record the failed delivery; it stays pending")
+        }
     }
 }
 
