@@ -72,6 +72,7 @@ fn template() -> Template {
     let dest = Destination {
         route: "qc-to-mes".into(),
         sink: "amqp".into(),
+        routing_key: "none.deviation.raised".into(),
     };
     let event = PreparedEvent::new(&ev, vec![dest]);
     assert!(

@@ -267,6 +267,7 @@ impl Router {
                 out.push(Destination {
                     route: r.name.clone(),
                     sink: r.sink.clone(),
+                    routing_key: r.key_for(ev),
                 });
             }
         }

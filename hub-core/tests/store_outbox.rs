@@ -23,6 +23,13 @@ async fn delivery_state_transitions_and_stats() {
     let ids: Vec<i64> = due.iter().map(|i| i.id).collect();
     assert_eq!(ids.len(), 3);
     assert!(ids.windows(2).all(|w| w[0] < w[1]), "oldest first");
+    // What a broker sink needs to publish, without parsing the body.
+    let first = &due[0];
+    assert_eq!(first.routing_key, "none.qc.result_reported");
+    assert_eq!(first.kind, "temperature.reading");
+    assert_eq!(first.coi.as_deref(), Some("COI-1"));
+    assert_eq!(first.partner, "ACME");
+    assert!(first.body.contains(&first.event_id));
     let stats = store.outbox_stats(now).await.unwrap();
     assert_eq!((stats.pending, stats.delivered, stats.dead), (3, 0, 0));
     assert!(stats.oldest_pending_age_secs > 0.0 && stats.oldest_pending_age_secs < 60.0);

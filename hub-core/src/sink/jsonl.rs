@@ -137,6 +137,11 @@ mod tests {
             route: "r".into(),
             sink: "s".into(),
             attempts: 0,
+            routing_key: "k".into(),
+            kind: "qc.result_reported".into(),
+            coi: None,
+            product: None,
+            partner: "p".into(),
             body: format!(r#"{{"schema":"cgt.event/v1","event_id":"{id}"}}"#),
         }
     }

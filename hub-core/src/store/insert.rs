@@ -7,7 +7,7 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::records::{IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing};
+use super::records::{Destination, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing};
 use super::time;
 use crate::error::ErrorClass;
 
@@ -173,22 +173,20 @@ pub(crate) async fn insert_events(
         });
         qb.build().execute(&mut *conn).await?;
     }
-    let outbox: Vec<(&str, &str, &str)> = rows
+    let outbox: Vec<(&str, &Destination)> = rows
         .iter()
-        .flat_map(|r| {
-            r.ev.destinations
-                .iter()
-                .map(move |d| (r.id.as_str(), d.route.as_str(), d.sink.as_str()))
-        })
+        .flat_map(|r| r.ev.destinations.iter().map(move |d| (r.id.as_str(), d)))
         .collect();
-    for chunk in pow2_chunks(&outbox, chunk_rows(5)) {
+    for chunk in pow2_chunks(&outbox, chunk_rows(6)) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (event_id, route, sink, state, attempts, next_attempt_at, created_at) ",
+            "INSERT INTO outbox (event_id, route, sink, routing_key, state, attempts, \
+             next_attempt_at, created_at) ",
         );
-        qb.push_values(chunk, |mut b, (event_id, route, sink)| {
+        qb.push_values(chunk, |mut b, (event_id, d)| {
             b.push_bind(*event_id)
-                .push_bind(*route)
-                .push_bind(*sink)
+                .push_bind(d.route.as_str())
+                .push_bind(d.sink.as_str())
+                .push_bind(d.routing_key.as_str())
                 .push("'pending'")
                 .push("0")
                 .push_bind(now)

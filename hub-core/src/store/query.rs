@@ -24,9 +24,24 @@ pub(crate) async fn pending(
     limit: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxItem>, StoreError> {
-    let rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(
-        "SELECT o.id, o.event_id, o.route, o.sink, o.attempts, e.body FROM outbox o \
+    type Row = (
+        i64,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        String,
+        Option<String>,
+        Option<String>,
+        String,
+        String,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT o.id, o.event_id, o.route, o.sink, o.attempts, o.routing_key, e.kind, e.coi, \
+         e.product, m.partner, e.body FROM outbox o \
          JOIN events e ON e.event_id = o.event_id \
+         JOIN messages m ON m.id = e.message_row \
          WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt_at <= ? \
          ORDER BY o.id LIMIT ?",
     )
@@ -37,16 +52,28 @@ pub(crate) async fn pending(
     .await
     .map_err(StoreError::read("pending"))?;
     rows.into_iter()
-        .map(|(id, event_id, route, sink, attempts, body)| {
-            Ok(OutboxItem {
-                id,
-                event_id,
-                route,
-                sink,
-                attempts: count("outbox", attempts)?,
-                body,
-            })
-        })
+        .map(
+            |(id, event_id, route, sink, attempts, routing_key, kind, coi, product, partner, body)| {
+                Ok(OutboxItem {
+                    id,
+                    event_id,
+                    route,
+                    sink,
+                    attempts: count("outbox", attempts)?,
+                    // Rows routed before keys were stored: the kind.
+                    routing_key: if routing_key.is_empty() {
+                        kind.clone()
+                    } else {
+                        routing_key
+                    },
+                    kind,
+                    coi,
+                    product,
+                    partner,
+                    body,
+                })
+            },
+        )
         .collect()
 }
 

@@ -88,6 +88,8 @@ pub struct Destination {
     pub route: String,
     /// The sink to deliver to; the outbox relay polls per sink.
     pub sink: String,
+    /// The route's routing key template, filled for this event (brokers).
+    pub routing_key: String,
 }
 
 /// An outbox row due for delivery, with the event body to send.
@@ -99,6 +101,14 @@ pub struct OutboxItem {
     pub sink: String,
     /// Delivery attempts so far.
     pub attempts: u32,
+    /// Filled from the route's template when the event was routed.
+    pub routing_key: String,
+    pub kind: String,
+    pub coi: Option<String>,
+    pub product: Option<String>,
+    /// The partner the event's message came from.
+    pub partner: String,
+    /// The event's JSON, byte for byte as stored.
     pub body: String,
 }
 

@@ -50,6 +50,7 @@ pub fn dest(sink: &str) -> Destination {
     Destination {
         route: format!("to-{sink}"),
         sink: sink.into(),
+        routing_key: "none.qc.result_reported".into(),
     }
 }
 
