@@ -12,7 +12,7 @@ use crate::error::ErrorClass;
 use crate::hub::Hub;
 use crate::metrics::{SinkLabels, StageLabels};
 use crate::routing::RetryPolicy;
-use crate::sink::Sink;
+use crate::sink::{Sink, SinkError};
 use crate::store::OutboxItem;
 
 /// Rows fetched per round.
@@ -63,7 +63,7 @@ pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToke
                 Err(e) => {
                     failed = true;
                     hub.metrics().delivery_failures.get_or_create(&labels).inc();
-                    fail(&hub, item, e.class, &e.message).await;
+                    fail(&hub, item, &e).await;
                 }
             }
         }
@@ -94,7 +94,8 @@ pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToke
 
 /// Reschedules a failed delivery, or dead-letters it when it is permanent or
 /// out of attempts.
-async fn fail(hub: &Hub, item: &OutboxItem, class: ErrorClass, message: &str) {
+async fn fail(hub: &Hub, item: &OutboxItem, err: &SinkError) {
+    let (class, message) = (err.class, err.message.as_str());
     let policy = hub
         .router()
         .get(&item.route)
@@ -111,7 +112,7 @@ async fn fail(hub: &Hub, item: &OutboxItem, class: ErrorClass, message: &str) {
             })
             .inc();
         hub.store()
-            .dead_letter_delivery(item.id, attempts, class, message.to_string())
+            .dead_letter_delivery(item.id, attempts, class, err.code, message.to_string())
             .await
             .map(drop)
     } else {

@@ -55,7 +55,13 @@ async fn delivery_state_transitions_and_stats() {
     assert_eq!((later[0].id, later[0].attempts), (ids[1], 1));
 
     let dl = store
-        .dead_letter_delivery(ids[2], 5, ErrorClass::Transient, "broker nack".into())
+        .dead_letter_delivery(
+            ids[2],
+            5,
+            ErrorClass::Transient,
+            "delivery_failed",
+            "broker nack".into(),
+        )
         .await
         .unwrap();
     let (letter, message) = store.dead_letter(dl).await.unwrap().unwrap();
@@ -98,7 +104,13 @@ async fn delivery_state_transitions_and_stats() {
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");
     assert_eq!(err.class(), ErrorClass::Permanent);
     let err = store
-        .dead_letter_delivery(ids[2], 6, ErrorClass::Permanent, "again".into())
+        .dead_letter_delivery(
+            ids[2],
+            6,
+            ErrorClass::Permanent,
+            "unroutable",
+            "again".into(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound { .. }), "{err}");

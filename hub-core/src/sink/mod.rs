@@ -19,13 +19,22 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("{message}")]
 pub struct SinkError {
     pub class: ErrorClass,
+    /// The dead letter's reason code if this failure ends the event's road:
+    /// `delivery_failed`, or a sink's own such as `unroutable`.
+    pub code: &'static str,
     pub message: String,
 }
+
+/// The code of an ordinary failed delivery.
+pub const DELIVERY_FAILED: &str = "delivery_failed";
+/// A broker had no queue bound for the event's routing key.
+pub const UNROUTABLE: &str = "unroutable";
 
 impl SinkError {
     pub fn transient(message: impl Into<String>) -> Self {
         SinkError {
             class: ErrorClass::Transient,
+            code: DELIVERY_FAILED,
             message: message.into(),
         }
     }
@@ -33,6 +42,17 @@ impl SinkError {
     pub fn permanent(message: impl Into<String>) -> Self {
         SinkError {
             class: ErrorClass::Permanent,
+            code: DELIVERY_FAILED,
+            message: message.into(),
+        }
+    }
+
+    /// The broker returned the message: no binding matches its routing
+    /// key. Retrying cannot help until an operator binds a queue.
+    pub fn unroutable(message: impl Into<String>) -> Self {
+        SinkError {
+            class: ErrorClass::Permanent,
+            code: UNROUTABLE,
             message: message.into(),
         }
     }

@@ -25,7 +25,6 @@ use crate::inbound::{Outcome, Receipt};
 const SYSTEM: &str = "system";
 
 /// Dead letter code for a delivery that gave up.
-const DELIVERY_FAILED: &str = "delivery_failed";
 
 /// The answers to a batch (in request order) and the audit head after it.
 pub(crate) struct Applied {
@@ -97,9 +96,10 @@ pub(crate) async fn apply(
                 outbox_id,
                 attempts,
                 class,
+                code,
                 error,
             } => {
-                b.dead_letter_delivery(conn, *outbox_id, *attempts, *class, error)
+                b.dead_letter_delivery(conn, *outbox_id, *attempts, *class, code, error)
                     .await?
             }
             Request::Audit(d) => Ok(Answer::Id(b.append_audit(d.clone()))),
@@ -220,6 +220,7 @@ impl<'a> Batch<'a> {
         outbox_id: i64,
         attempts: u32,
         class: ErrorClass,
+        code: &'static str,
         error: &'a str,
     ) -> Answered {
         let found: Option<(String, String, String, i64)> = sqlx::query_as(
@@ -241,7 +242,7 @@ impl<'a> Batch<'a> {
         let dl = self.dead_letter_id(conn).await?;
         let detail = json!({
             "event_id": event_id, "route": route, "sink": sink,
-            "class": class.as_str(), "attempts": attempts, "dead_letter": dl,
+            "class": class.as_str(), "code": code, "attempts": attempts, "dead_letter": dl,
         });
         let subject = format!("outbox:{outbox_id}");
         self.append_audit(AuditDraft::new(
@@ -258,7 +259,7 @@ impl<'a> Batch<'a> {
             sink: Some(sink),
             stage: Stage::Deliver.as_str(),
             class,
-            code: DELIVERY_FAILED,
+            code,
             reason: error,
             attempts: i64::from(attempts),
         });

@@ -7,7 +7,9 @@
 
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
-use super::records::{Destination, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing};
+use super::records::{
+    Destination, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing,
+};
 use super::time;
 use crate::error::ErrorClass;
 

@@ -199,18 +199,21 @@ impl Store {
 
     /// Gives up on a pending row: outbox state `dead`, a dead letter (stage
     /// `deliver`) and an audit record, in one transaction. Returns the dead
-    /// letter's id; `NotFound` when the row is not pending.
+    /// letter's id; `NotFound` when the row is not pending. `code` is the
+    /// dead letter's reason code (`delivery_failed`, `unroutable`, …).
     pub async fn dead_letter_delivery(
         &self,
         outbox_id: i64,
         attempts: u32,
         class: ErrorClass,
+        code: &'static str,
         error: String,
     ) -> Result<i64, StoreError> {
         let req = Request::DeadLetterDelivery {
             outbox_id,
             attempts,
             class,
+            code,
             error,
         };
         Answer::id(self.call(req).await, "dead_letter_delivery")

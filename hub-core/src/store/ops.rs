@@ -24,6 +24,7 @@ pub(crate) enum Request {
         outbox_id: i64,
         attempts: u32,
         class: ErrorClass,
+        code: &'static str,
         error: String,
     },
     Audit(AuditDraft),

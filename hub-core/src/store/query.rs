@@ -53,7 +53,19 @@ pub(crate) async fn pending(
     .map_err(StoreError::read("pending"))?;
     rows.into_iter()
         .map(
-            |(id, event_id, route, sink, attempts, routing_key, kind, coi, product, partner, body)| {
+            |(
+                id,
+                event_id,
+                route,
+                sink,
+                attempts,
+                routing_key,
+                kind,
+                coi,
+                product,
+                partner,
+                body,
+            )| {
                 Ok(OutboxItem {
                     id,
                     event_id,
