@@ -9,6 +9,13 @@
 //! sink = "events_file"           # a sink from the config's [sinks.NAME]
 //! routing_key = "{product}.{kind}"   # for brokers; {kind} {product} {partner} {coi}
 //! retry = { max_attempts = 8, initial_backoff_ms = 500, max_backoff_ms = 60000 }
+//!
+//! # Broker sinks only: the queue the hub declares and binds for this route.
+//! [route.queue]
+//! name = "cgt.qc-results"        # default "cgt.<route name>"
+//! bindings = ["*.qc.*"]          # default: from routing_key and kinds
+//! delivery_limit = 20            # redeliveries before cgt.dead
+//! retry_ttl_ms = 30000           # optional: a "<name>.retry" delay queue
 //! ```
 //!
 //! An event goes to every route that matches it (at most once per sink). An
@@ -47,6 +54,35 @@ struct RouteSpec {
     routing_key: Option<String>,
     #[serde(default)]
     retry: RetryPolicy,
+    #[serde(default)]
+    queue: Option<QueueSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QueueSpec {
+    name: Option<String>,
+    bindings: Option<Vec<String>>,
+    #[serde(default = "default_delivery_limit")]
+    delivery_limit: u32,
+    retry_ttl_ms: Option<u64>,
+}
+
+fn default_delivery_limit() -> u32 {
+    20
+}
+
+/// A route's queue on a broker sink: declared durable at start, bound to
+/// the events exchange with `bindings`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteQueue {
+    pub name: String,
+    /// Topic patterns (`*` one word, `#` any).
+    pub bindings: Vec<String>,
+    /// Deliveries a consumer may refuse before the broker dead-letters it.
+    pub delivery_limit: u32,
+    /// When set, a `<name>.retry` queue delays redeliveries by this much.
+    pub retry_ttl_ms: Option<u64>,
 }
 
 /// How often and how patiently delivery to a sink is retried.
@@ -93,6 +129,8 @@ pub struct Route {
     pub sink: String,
     pub routing_key: String,
     pub retry: RetryPolicy,
+    /// The queue to declare when the sink is a broker.
+    pub queue: Option<RouteQueue>,
 }
 
 #[derive(Debug, Clone)]
@@ -129,6 +167,33 @@ impl Pattern {
             Pattern::Exact(e) => *e == k,
         }
     }
+
+    /// The topic pattern for `{kind}`: kinds are two dot-separated words.
+    fn topic(&self) -> String {
+        match self {
+            Pattern::Any => "*.*".into(),
+            Pattern::Prefix(p) => format!("{p}*"),
+            Pattern::Exact(e) => e.as_str().into(),
+        }
+    }
+}
+
+/// The default bindings of a route's queue: its routing key template with
+/// `{kind}` filled from each kind pattern and every other placeholder a
+/// one-word wildcard.
+fn default_bindings(template: &str, kinds: &[Pattern]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for k in kinds {
+        let b = template
+            .replace("{kind}", &k.topic())
+            .replace("{product}", "*")
+            .replace("{partner}", "*")
+            .replace("{coi}", "*");
+        if !out.contains(&b) {
+            out.push(b);
+        }
+    }
+    out
 }
 
 fn any_of(list: &[String], value: Option<&str>) -> bool {
@@ -242,6 +307,49 @@ impl Router {
                 )));
                 continue;
             }
+            let routing_key = r.routing_key.unwrap_or_else(|| "{kind}".to_string());
+            let queue = match r.queue {
+                None => None,
+                Some(q) => {
+                    let bindings = q
+                        .bindings
+                        .unwrap_or_else(|| default_bindings(&routing_key, &kinds));
+                    if bindings.is_empty() {
+                        errors.push(err(format!("route {:?}: queue.bindings is empty", r.name)));
+                        continue;
+                    }
+                    if q.delivery_limit == 0 {
+                        errors.push(err(format!(
+                            "route {:?}: queue.delivery_limit must be at least 1",
+                            r.name
+                        )));
+                        continue;
+                    }
+                    Some(RouteQueue {
+                        name: q.name.unwrap_or_else(|| format!("cgt.{}", r.name)),
+                        bindings,
+                        delivery_limit: q.delivery_limit,
+                        retry_ttl_ms: q.retry_ttl_ms,
+                    })
+                }
+            };
+            if let Some(q) = &queue {
+                if let Some(other) = self
+                    .routes
+                    .iter()
+                    .find(|o| o.queue.as_ref().is_some_and(|oq| oq.name == q.name))
+                {
+                    errors.push(err(format!(
+                        "route {:?}: queue {:?} is already route {:?}'s ({}:{})",
+                        r.name,
+                        q.name,
+                        other.name,
+                        other.file.display(),
+                        other.line
+                    )));
+                    continue;
+                }
+            }
             let line = LoadError::at(file, text, at, "").line;
             self.by_name.insert(r.name.clone(), self.routes.len());
             self.routes.push(Route {
@@ -252,8 +360,9 @@ impl Router {
                 products: r.products,
                 partners: r.partners,
                 sink: r.sink,
-                routing_key: r.routing_key.unwrap_or_else(|| "{kind}".to_string()),
+                routing_key,
                 retry: r.retry,
+                queue,
             });
         }
     }
@@ -374,6 +483,59 @@ sink = "file_a"
             load("[[route]]\nname = \"a\"\nkinds = [\"order.*\"]\nsink = \"file_a\"\nsnk = 1\n")
                 .unwrap_err();
         assert_eq!(errs[0].line, 5, "{}", errs[0]);
+    }
+
+    #[test]
+    fn route_queues_default_their_name_and_bindings() {
+        let r = load(
+            r##"
+[[route]]
+name = "orders"
+kinds = ["order.*", "qc.result_reported"]
+sink = "file_a"
+routing_key = "{product}.{kind}"
+queue = {}
+[[route]]
+name = "all"
+kinds = ["*"]
+sink = "file_b"
+[route.queue]
+name = "mes.inbox"
+bindings = ["#"]
+delivery_limit = 5
+retry_ttl_ms = 30000
+[[route]]
+name = "no-queue"
+kinds = ["*"]
+sink = "file_b"
+"##,
+        )
+        .unwrap();
+        let q = r.get("orders").unwrap().queue.clone().unwrap();
+        assert_eq!(q.name, "cgt.orders");
+        assert_eq!(q.bindings, ["*.order.*", "*.qc.result_reported"]);
+        assert_eq!((q.delivery_limit, q.retry_ttl_ms), (20, None));
+        let q = r.get("all").unwrap().queue.clone().unwrap();
+        assert_eq!(
+            (q.name.as_str(), q.bindings, q.delivery_limit, q.retry_ttl_ms),
+            ("mes.inbox", vec!["#".to_string()], 5, Some(30000))
+        );
+        assert!(r.get("no-queue").unwrap().queue.is_none());
+
+        let errs = load(
+            "[[route]]\nname = \"a\"\nkinds = [\"*\"]\nsink = \"file_a\"\nqueue = { name = \"q\" }\n\
+             [[route]]\nname = \"b\"\nkinds = [\"*\"]\nsink = \"file_b\"\nqueue = { name = \"q\", delivery_limit = 0 }\n\
+             [[route]]\nname = \"c\"\nkinds = [\"*\"]\nsink = \"file_b\"\nqueue = { name = \"q\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.contains("delivery_limit"), "{}", errs[0]);
+        assert_eq!(errs[1].line, 11, "{}", errs[1]);
+        assert!(
+            errs[1].message.contains("already route \"a\"'s"),
+            "{}",
+            errs[1]
+        );
     }
 
     #[test]
