@@ -1,4 +1,5 @@
-//! HTTP: health, Prometheus metrics and the read-only operator API.
+//! HTTP: health, Prometheus metrics and the operator API (reads, and the
+//! dead letters' replay and purge: see `dead_letters.rs`).
 //!
 //! Errors are JSON problem bodies (RFC 9457) with a status, never an HTML
 //! page or an empty 500.
@@ -6,13 +7,15 @@
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::Utc;
 use hub_core::store::{EventFilter, StoreError};
 use hub_core::Hub;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+pub mod dead_letters;
 
 /// The HTTP routes.
 pub fn router(hub: Hub) -> Router {
@@ -21,8 +24,10 @@ pub fn router(hub: Hub) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/events", get(events))
         .route("/api/messages/{id}", get(message))
-        .route("/api/dead-letters", get(dead_letters))
-        .route("/api/dead-letters/{id}", get(dead_letter))
+        .route("/api/dead-letters", get(dead_letters::list))
+        .route("/api/dead-letters/replay", post(dead_letters::replay))
+        .route("/api/dead-letters/purge", post(dead_letters::purge))
+        .route("/api/dead-letters/{id}", get(dead_letters::show))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(hub)
 }
@@ -141,59 +146,4 @@ async fn message(State(hub): State<Hub>, Path(id): Path<i64>) -> Response {
         Ok(None) => problem(StatusCode::NOT_FOUND, format!("no message {id}")),
         Err(e) => store_problem(e),
     }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Limit {
-    limit: Option<u32>,
-}
-
-async fn dead_letters(State(hub): State<Hub>, Query(q): Query<Limit>) -> Response {
-    match hub
-        .store()
-        .dead_letters(q.limit.unwrap_or(100).min(10_000))
-        .await
-    {
-        Ok(rows) => {
-            Json(json!({ "dead_letters": rows.iter().map(dead_letter_json).collect::<Vec<_>>() }))
-                .into_response()
-        }
-        Err(e) => store_problem(e),
-    }
-}
-
-async fn dead_letter(State(hub): State<Hub>, Path(id): Path<i64>) -> Response {
-    match hub.store().dead_letter(id).await {
-        Ok(Some((dl, msg))) => Json(json!({
-            "dead_letter": dead_letter_json(&dl),
-            "message": {
-                "id": msg.id,
-                "partner": msg.partner,
-                "message_id": msg.message_id,
-                "status": msg.status.as_str(),
-                "payload": String::from_utf8_lossy(&msg.payload),
-            }
-        }))
-        .into_response(),
-        Ok(None) => problem(StatusCode::NOT_FOUND, format!("no dead letter {id}")),
-        Err(e) => store_problem(e),
-    }
-}
-
-fn dead_letter_json(d: &hub_core::store::DeadLetter) -> Value {
-    json!({
-        "id": d.id,
-        "message_row": d.message_row,
-        "event_id": d.event_id,
-        "route": d.route,
-        "sink": d.sink,
-        "stage": d.stage,
-        "class": d.class.as_str(),
-        "code": d.code,
-        "reason": d.reason,
-        "attempts": d.attempts,
-        "created_at": d.created_at,
-        "status": d.status,
-    })
 }

@@ -61,6 +61,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("opening the store {}", s.store.url))?;
     let hub = Hub::new(store.clone(), router, metrics, sink_names.iter().cloned());
+    hub.set_connectors(connectors.clone());
     hub.store()
         .audit(
             "system",

@@ -1,15 +1,20 @@
 //! The pipeline behind every connector: route the mapped events, make the
 //! message and its events durable in one group commit, answer with a receipt.
+//! Dead letters are replayed and purged through it too (see
+//! [`crate::dead_letters`]): a replay needs the connectors and the routes.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 
+use crate::connector::Connector;
+use crate::dead_letters::{self, DeadLetterSelection};
+use crate::event::TherapyEvent;
 use crate::inbound::{Decoded, Inbound, Outcome, Receipt};
 use crate::metrics::{PartnerLabels, ReasonLabels, RouteLabels, StageLabels};
 use crate::routing::Router;
-use crate::store::{IntakeOutcome, IntakeRecord, PreparedEvent, Store, StoreError};
+use crate::store::{DlqResult, IntakeOutcome, IntakeRecord, PreparedEvent, Store, StoreError};
 use crate::Metrics;
 
 /// Shared handle to the running hub. Cheap to clone.
@@ -24,6 +29,18 @@ struct Inner {
     metrics: Metrics,
     /// Wakes a sink's relay when new work for it is committed.
     wake: HashMap<String, Arc<Notify>>,
+    /// The running connectors, for replaying messages (set once at start).
+    connectors: OnceLock<Vec<Arc<dyn Connector>>>,
+}
+
+/// Events routed by the routes in force, with what to count and whom to wake.
+pub(crate) struct Routed {
+    pub prepared: Vec<PreparedEvent>,
+    /// The route of each destination (a route counted once per event).
+    pub routes: Vec<String>,
+    /// The sinks with new work, once each.
+    pub sinks: Vec<String>,
+    pub unmatched: u64,
 }
 
 impl Hub {
@@ -43,6 +60,7 @@ impl Hub {
                     .into_iter()
                     .map(|s| (s, Arc::new(Notify::new())))
                     .collect(),
+                connectors: OnceLock::new(),
             }),
         }
     }
@@ -70,6 +88,90 @@ impl Hub {
         self.inner.wake.get(sink).cloned()
     }
 
+    /// Hands the hub the running connectors, so that a dead letter's
+    /// message can be processed again by the connector it came from. Once:
+    /// later calls are ignored (logged).
+    pub fn set_connectors(&self, connectors: Vec<Arc<dyn Connector>>) {
+        if self.inner.connectors.set(connectors).is_err() {
+            tracing::warn!("connectors were already set; ignored");
+        }
+    }
+
+    /// The connector of kind `kind`, if the hub was given one.
+    pub fn connector(&self, kind: &str) -> Option<Arc<dyn Connector>> {
+        self.inner
+            .connectors
+            .get()?
+            .iter()
+            .find(|c| c.kind() == kind)
+            .cloned()
+    }
+
+    /// Replays dead letters, each from its stage (see [`crate::dead_letters`]),
+    /// as `actor`. One outcome per dead letter; `Err` only when the
+    /// selection or the actor is invalid or the ids cannot be read.
+    pub async fn replay_dead_letters(
+        &self,
+        which: DeadLetterSelection,
+        actor: &str,
+    ) -> Result<Vec<DlqResult>, StoreError> {
+        dead_letters::replay(self, which, actor).await
+    }
+
+    /// Purges dead letters as `actor`, for `reason` (required). Rows and
+    /// payloads are kept.
+    pub async fn purge_dead_letters(
+        &self,
+        which: DeadLetterSelection,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Vec<DlqResult>, StoreError> {
+        dead_letters::purge(self, which, actor, reason).await
+    }
+
+    /// Routes events with the routes in force.
+    pub(crate) fn route(&self, events: &[TherapyEvent]) -> Routed {
+        let router = self.router();
+        let mut routed = Routed {
+            prepared: Vec::with_capacity(events.len()),
+            routes: Vec::new(),
+            sinks: Vec::new(),
+            unmatched: 0,
+        };
+        for ev in events {
+            let dest = router.route(ev);
+            if dest.is_empty() {
+                routed.unmatched += 1;
+            }
+            for d in &dest {
+                routed.routes.push(d.route.clone());
+                if !routed.sinks.contains(&d.sink) {
+                    routed.sinks.push(d.sink.clone());
+                }
+            }
+            routed.prepared.push(PreparedEvent::new(ev, dest));
+        }
+        routed
+    }
+
+    /// Counts routed and unmatched events once they are durable.
+    pub(crate) fn count_routed(&self, routes: Vec<String>, unmatched: u64) {
+        let m = &self.inner.metrics;
+        for r in routes {
+            m.routed.get_or_create(&RouteLabels { route: r }).inc();
+        }
+        m.unmatched.inc_by(unmatched);
+    }
+
+    /// Wakes the relays of `sinks`: committed work is waiting for them.
+    pub(crate) fn wake(&self, sinks: &[String]) {
+        for s in sinks {
+            if let Some(n) = self.inner.wake.get(s) {
+                n.notify_one();
+            }
+        }
+    }
+
     /// Takes one inbound message: routes its events and returns once the
     /// message, its events and their outbox rows are durable. Only then may
     /// the connector acknowledge.
@@ -80,28 +182,12 @@ impl Hub {
             partner: inbound.partner.clone(),
         };
         m.received.get_or_create(&labels).inc();
-        let mut sinks: Vec<String> = Vec::new();
-        let mut routed: Vec<String> = Vec::new();
-        let mut unmatched = 0u64;
+        let mut routed = None;
         let outcome = match decoded {
             Decoded::Events(events) => {
-                let router = self.router();
-                let prepared = events
-                    .iter()
-                    .map(|ev| {
-                        let dest = router.route(ev);
-                        if dest.is_empty() {
-                            unmatched += 1;
-                        }
-                        for d in &dest {
-                            routed.push(d.route.clone());
-                            if !sinks.contains(&d.sink) {
-                                sinks.push(d.sink.clone());
-                            }
-                        }
-                        PreparedEvent::new(ev, dest)
-                    })
-                    .collect();
+                let r = self.route(&events);
+                let prepared = r.prepared;
+                routed = Some((r.routes, r.sinks, r.unmatched));
                 IntakeOutcome::Events(prepared)
             }
             Decoded::Failed(p) => IntakeOutcome::Failed(p),
@@ -133,16 +219,11 @@ impl Hub {
                 })
                 .inc();
         }
-        if let Outcome::Accepted { .. } = receipt.outcome {
-            for r in routed {
-                m.routed.get_or_create(&RouteLabels { route: r }).inc();
-            }
-            m.unmatched.inc_by(unmatched);
-            for s in sinks {
-                if let Some(n) = self.inner.wake.get(&s) {
-                    n.notify_one();
-                }
-            }
+        if let (Outcome::Accepted { .. }, Some((routes, sinks, unmatched))) =
+            (&receipt.outcome, routed)
+        {
+            self.count_routed(routes, unmatched);
+            self.wake(&sinks);
         }
         Ok(receipt)
     }

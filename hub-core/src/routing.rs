@@ -517,7 +517,12 @@ sink = "file_b"
         assert_eq!((q.delivery_limit, q.retry_ttl_ms), (20, None));
         let q = r.get("all").unwrap().queue.clone().unwrap();
         assert_eq!(
-            (q.name.as_str(), q.bindings, q.delivery_limit, q.retry_ttl_ms),
+            (
+                q.name.as_str(),
+                q.bindings,
+                q.delivery_limit,
+                q.retry_ttl_ms
+            ),
             ("mes.inbox", vec!["#".to_string()], 5, Some(30000))
         );
         assert!(r.get("no-queue").unwrap().queue.is_none());

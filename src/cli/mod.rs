@@ -81,13 +81,63 @@ pub struct ConfigArg {
 
 #[derive(Debug, Subcommand)]
 pub enum DlqAction {
-    /// The newest dead letters.
+    /// Dead letters, newest first (open ones unless --status says otherwise).
     List {
+        /// Only this stage: receive, decode, map, deliver, consume.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only this reason code (e.g. required_field_missing, unroutable).
+        #[arg(long)]
+        reason: Option<String>,
+        /// open, replayed, purged or all.
+        #[arg(long, default_value = "open")]
+        status: String,
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
-    /// One dead letter with its original payload.
-    Show { id: i64 },
+    /// One dead letter: its original payload and error chain (every failure,
+    /// replay and purge, with its reason) and the audit records about it.
+    Show {
+        id: i64,
+        /// The whole record as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay dead letters from the stage that failed, through the running
+    /// hub (http.addr): a failed message is processed again with the current
+    /// mappings and routes, a failed delivery is queued again. One line per
+    /// dead letter; exit 1 if any was not replayed.
+    Replay {
+        /// Dead letter ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every open dead letter with the reason code given by --reason.
+        #[arg(long, requires = "reason")]
+        all: bool,
+        /// With --all: the reason code.
+        #[arg(long, requires = "all")]
+        reason: Option<String>,
+    },
+    /// Purge dead letters: give up on them, saying why (--because). Nothing
+    /// is deleted; they are marked purged and hidden from `dlq list`.
+    /// Through the running hub (http.addr); exit 1 if any was not purged.
+    Purge {
+        /// Dead letter ids.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        ids: Vec<i64>,
+        /// Every open dead letter with the reason code given by --reason.
+        #[arg(long, requires = "reason")]
+        all: bool,
+        /// With --all: the reason code.
+        #[arg(long, requires = "all")]
+        reason: Option<String>,
+        /// Why they are given up, in words (required; kept in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        because: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -9,6 +9,9 @@
 //! (see [`insert`](super::insert)); repeats are answered last, from the
 //! original rows.
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::SqliteConnection;
@@ -17,14 +20,12 @@ use super::audit::{self, AuditDraft, AuditHead, AuditRow};
 use super::insert::{self, DeadRow, EventRow};
 use super::ops::{mismatch, Answer, Request};
 use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
-use super::{time, StoreError};
+use super::{broker, dlq_write, time, StoreError};
 use crate::error::{ErrorClass, Stage};
 use crate::inbound::{Outcome, Receipt};
 
 /// Audit actor for what the store records on its own.
-const SYSTEM: &str = "system";
-
-/// Dead letter code for a delivery that gave up.
+pub(crate) const SYSTEM: &str = "system";
 
 /// The answers to a batch (in request order) and the audit head after it.
 pub(crate) struct Applied {
@@ -33,7 +34,7 @@ pub(crate) struct Applied {
 }
 
 /// Per-request answers; an outer `Err` aborts the transaction.
-type Answered = Result<Result<Answer, StoreError>, sqlx::Error>;
+pub(crate) type Answered = Result<Result<Answer, StoreError>, sqlx::Error>;
 
 /// Runs every request inside the already open transaction. An `Err` means
 /// the transaction must be rolled back; per-request problems that need no
@@ -51,6 +52,7 @@ pub(crate) async fn apply(
         audit: Vec::new(),
         delivered: Vec::new(),
         dead_next: None,
+        broker_keys: HashMap::new(),
     };
     let intakes: Vec<(usize, &IntakeRecord)> = reqs
         .iter()
@@ -103,6 +105,25 @@ pub(crate) async fn apply(
                     .await?
             }
             Request::Audit(d) => Ok(Answer::Id(b.append_audit(d.clone()))),
+            Request::ReplayMessage {
+                dead_letter,
+                actor,
+                outcome,
+            } => dlq_write::replay_message(conn, &mut b, *dead_letter, actor, outcome).await?,
+            Request::ReplayDelivery { dead_letter, actor } => {
+                dlq_write::replay_delivery(conn, &mut b, *dead_letter, actor).await?
+            }
+            Request::ReplayConsumed {
+                dead_letter,
+                actor,
+                target,
+            } => dlq_write::replay_consumed(conn, &mut b, *dead_letter, actor, *target).await?,
+            Request::Purge {
+                dead_letter,
+                actor,
+                reason,
+            } => dlq_write::purge(conn, &mut b, *dead_letter, actor, reason).await?,
+            Request::BrokerDead(d) => broker::ingest(conn, &mut b, d).await?,
         });
     }
 
@@ -124,28 +145,34 @@ pub(crate) async fn apply(
 }
 
 /// Rows collected while the batch's requests are handled.
-struct Batch<'a> {
+pub(crate) struct Batch<'a> {
     /// The batch's timestamp (created_at, updated_at, audit `at`).
-    now: String,
+    pub now: String,
     /// Working copy of the audit chain head.
     head: AuditHead,
-    events: Vec<EventRow<'a>>,
-    dead: Vec<DeadRow<'a>>,
+    pub events: Vec<EventRow<'a>>,
+    pub dead: Vec<DeadRow<'a>>,
     audit: Vec<AuditRow>,
     delivered: Vec<i64>,
     /// Next dead letter id, read on first use.
     dead_next: Option<i64>,
+    /// Broker dead letters of this batch by idempotency key (their rows are
+    /// not inserted yet, so the unique index cannot tell).
+    pub broker_keys: HashMap<String, i64>,
 }
 
 impl<'a> Batch<'a> {
-    fn append_audit(&mut self, draft: AuditDraft) -> i64 {
+    pub(crate) fn append_audit(&mut self, draft: AuditDraft) -> i64 {
         let row = self.head.append(&self.now, draft);
         let id = row.id;
         self.audit.push(row);
         id
     }
 
-    async fn dead_letter_id(&mut self, conn: &mut SqliteConnection) -> Result<i64, sqlx::Error> {
+    pub(crate) async fn dead_letter_id(
+        &mut self,
+        conn: &mut SqliteConnection,
+    ) -> Result<i64, sqlx::Error> {
         let id = match self.dead_next {
             Some(id) => id,
             None => insert::next_id(conn, "dead_letters").await?,
@@ -180,13 +207,18 @@ impl<'a> Batch<'a> {
             id: dl,
             message_row: row,
             event_id: None,
+            outbox_id: None,
             route: None,
             sink: None,
+            routing_key: None,
+            coi: None,
             stage: problem.stage.as_str(),
             class: ErrorClass::Permanent,
             code: problem.code,
-            reason: &problem.reason,
+            reason: Cow::Borrowed(&problem.reason),
             attempts: 1,
+            first_attempt_at: time::fmt(rec.inbound.received_at),
+            broker_key: None,
         });
         let i = &rec.inbound;
         let detail = json!({
@@ -213,7 +245,9 @@ impl<'a> Batch<'a> {
         Ok(receipt(row, outcome, false))
     }
 
-    /// Outbox row → dead, plus a dead letter and an audit record.
+    /// Outbox row → dead, plus a dead letter and an audit record. When an
+    /// operator had replayed this row's dead letter, that one reopens (its
+    /// chain goes on) instead of a second one being made.
     async fn dead_letter_delivery(
         &mut self,
         conn: &mut SqliteConnection,
@@ -223,14 +257,16 @@ impl<'a> Batch<'a> {
         code: &'static str,
         error: &'a str,
     ) -> Answered {
-        let found: Option<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT o.event_id, o.route, o.sink, e.message_row FROM outbox o \
-             JOIN events e ON e.event_id = o.event_id WHERE o.id = ? AND o.state = 'pending'",
+        type Found = (String, String, String, String, String, Option<String>, i64);
+        let found: Option<Found> = sqlx::query_as(
+            "SELECT o.event_id, o.route, o.sink, o.routing_key, o.created_at, e.coi, e.message_row \
+             FROM outbox o JOIN events e ON e.event_id = o.event_id \
+             WHERE o.id = ? AND o.state = 'pending'",
         )
         .bind(outbox_id)
         .fetch_optional(&mut *conn)
         .await?;
-        let Some((event_id, route, sink, message_row)) = found else {
+        let Some((event_id, route, sink, routing_key, created_at, coi, message_row)) = found else {
             return Ok(Err(not_pending("dead_letter_delivery", outbox_id)));
         };
         sqlx::query("UPDATE outbox SET state = 'dead', attempts = ?, last_error = ? WHERE id = ?")
@@ -239,10 +275,16 @@ impl<'a> Batch<'a> {
             .bind(outbox_id)
             .execute(&mut *conn)
             .await?;
-        let dl = self.dead_letter_id(conn).await?;
+        let reopened =
+            dlq_write::reopen_delivery(conn, self, outbox_id, attempts, class, code, error).await?;
+        let dl = match reopened {
+            Some(id) => id,
+            None => self.dead_letter_id(conn).await?,
+        };
         let detail = json!({
             "event_id": event_id, "route": route, "sink": sink,
             "class": class.as_str(), "code": code, "attempts": attempts, "dead_letter": dl,
+            "reopened": reopened.is_some(),
         });
         let subject = format!("outbox:{outbox_id}");
         self.append_audit(AuditDraft::new(
@@ -251,18 +293,25 @@ impl<'a> Batch<'a> {
             subject,
             &detail,
         ));
-        self.dead.push(DeadRow {
-            id: dl,
-            message_row,
-            event_id: Some(event_id),
-            route: Some(route),
-            sink: Some(sink),
-            stage: Stage::Deliver.as_str(),
-            class,
-            code,
-            reason: error,
-            attempts: i64::from(attempts),
-        });
+        if reopened.is_none() {
+            self.dead.push(DeadRow {
+                id: dl,
+                message_row,
+                event_id: Some(event_id),
+                outbox_id: Some(outbox_id),
+                route: Some(route),
+                sink: Some(sink),
+                routing_key: Some(routing_key).filter(|k| !k.is_empty()),
+                coi,
+                stage: Stage::Deliver.as_str(),
+                class,
+                code,
+                reason: Cow::Borrowed(error),
+                attempts: i64::from(attempts),
+                first_attempt_at: created_at,
+                broker_key: None,
+            });
+        }
         Ok(Ok(Answer::Id(dl)))
     }
 }

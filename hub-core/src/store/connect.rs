@@ -109,6 +109,38 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<Connections, StoreError>
     })
 }
 
+/// A pool of read-only connections on an existing database, for commands
+/// that only look (`cgthub dlq list`) beside a running hub. It neither
+/// creates nor migrates: a database whose schema is behind this program's
+/// is refused with [`StoreError::SchemaBehind`].
+pub(crate) async fn open_readers(opts: &StoreOptions) -> Result<SqlitePool, StoreError> {
+    let base = parse_url(&opts.url)?.busy_timeout(BUSY_TIMEOUT);
+    let open_err = |e: sqlx::Error| StoreError::Open {
+        url: opts.url.clone(),
+        source: e.into(),
+    };
+    let readers = SqlitePoolOptions::new()
+        .max_connections(opts.read_connections.max(1))
+        .connect_with(
+            base.read_only(true)
+                .thread_name(|id| format!("store-reader-{id}")),
+        )
+        .await
+        .map_err(open_err)?;
+    let needed = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+    let found: Option<i64> =
+        sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+            .fetch_one(&readers)
+            .await
+            .map_err(open_err)?;
+    let found = found.unwrap_or(0);
+    if found < needed {
+        readers.close().await;
+        return Err(StoreError::SchemaBehind { found, needed });
+    }
+    Ok(readers)
+}
+
 /// Parses a `sqlite:` URL, refusing in-memory databases (each connection
 /// would get its own: the readers would never see the writer's data).
 fn parse_url(url: &str) -> Result<SqliteConnectOptions, StoreError> {

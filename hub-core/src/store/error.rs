@@ -64,6 +64,16 @@ pub enum StoreError {
     #[error("store {op}: {what} not found")]
     NotFound { op: &'static str, what: String },
 
+    /// The request itself is wrong (a purge without a reason, no actor):
+    /// nothing was written.
+    #[error("store {op}: {reason}")]
+    Invalid { op: &'static str, reason: String },
+
+    /// The database's schema is older than this program's (a read-only
+    /// open does not migrate): the hub migrates it when it starts.
+    #[error("store schema is at version {found}, this cgthub needs {needed}: start `cgthub serve` once to migrate it")]
+    SchemaBehind { found: i64, needed: i64 },
+
     /// A stored value does not decode (unknown status, bad timestamp): the
     /// database was changed behind the store's back.
     #[error("corrupt value in {table}: {detail}")]
@@ -100,8 +110,10 @@ impl StoreError {
                 sqlx_class(source)
             }
             StoreError::NotFound { .. }
+            | StoreError::Invalid { .. }
             | StoreError::Corrupt { .. }
             | StoreError::Encode { .. } => ErrorClass::Permanent,
+            StoreError::SchemaBehind { .. } => ErrorClass::Fatal,
         }
     }
 

@@ -5,6 +5,8 @@
 //! one `INSERT … VALUES (…), (…)` per chunk, and chunks stay under SQLite's
 //! 32,766 bind variables.
 
+use std::borrow::Cow;
+
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 
 use super::records::{
@@ -52,13 +54,20 @@ pub(crate) struct DeadRow<'a> {
     pub id: i64,
     pub message_row: i64,
     pub event_id: Option<String>,
+    pub outbox_id: Option<i64>,
     pub route: Option<String>,
     pub sink: Option<String>,
-    pub stage: &'static str,
+    pub routing_key: Option<String>,
+    pub coi: Option<String>,
+    pub stage: &'a str,
     pub class: ErrorClass,
-    pub code: &'static str,
-    pub reason: &'a str,
+    pub code: &'a str,
+    pub reason: Cow<'a, str>,
     pub attempts: i64,
+    /// Stored timestamp text.
+    pub first_attempt_at: String,
+    /// Idempotency key of a broker dead letter.
+    pub broker_key: Option<String>,
 }
 
 /// The next free id of `table` (which has an INTEGER PRIMARY KEY `id`).
@@ -199,29 +208,52 @@ pub(crate) async fn insert_events(
     Ok(())
 }
 
+/// Inserts new dead letters (status open) and the first link of each one's
+/// error chain.
 pub(crate) async fn insert_dead_letters(
     conn: &mut SqliteConnection,
     rows: &[DeadRow<'_>],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    for chunk in pow2_chunks(rows, chunk_rows(12)) {
+    for chunk in pow2_chunks(rows, chunk_rows(18)) {
         let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO dead_letters (id, message_row, event_id, route, sink, stage, class, code, \
-             reason, attempts, created_at, status) ",
+            "INSERT INTO dead_letters (id, message_row, event_id, outbox_id, route, sink, \
+             routing_key, coi, stage, class, code, reason, attempts, created_at, \
+             first_attempt_at, last_attempt_at, status, broker_key) ",
         );
         qb.push_values(chunk, |mut b, r| {
             b.push_bind(r.id)
                 .push_bind(r.message_row)
                 .push_bind(r.event_id.as_deref())
+                .push_bind(r.outbox_id)
                 .push_bind(r.route.as_deref())
                 .push_bind(r.sink.as_deref())
+                .push_bind(r.routing_key.as_deref())
+                .push_bind(r.coi.as_deref())
                 .push_bind(r.stage)
                 .push_bind(r.class.as_str())
                 .push_bind(r.code)
-                .push_bind(r.reason)
+                .push_bind(r.reason.as_ref())
                 .push_bind(r.attempts)
                 .push_bind(now)
-                .push("'open'");
+                .push_bind(r.first_attempt_at.as_str())
+                .push_bind(now)
+                .push("'open'")
+                .push_bind(r.broker_key.as_deref());
+        });
+        qb.build().execute(&mut *conn).await?;
+    }
+    for chunk in pow2_chunks(rows, chunk_rows(4)) {
+        let mut qb = QueryBuilder::<Sqlite>::new(
+            "INSERT INTO dead_letter_history (dead_letter, at, actor, action, code, note) ",
+        );
+        qb.push_values(chunk, |mut b, r| {
+            b.push_bind(r.id)
+                .push_bind(now)
+                .push("'system'")
+                .push("'dead_lettered'")
+                .push_bind(r.code)
+                .push_bind(r.reason.as_ref());
         });
         qb.build().execute(&mut *conn).await?;
     }

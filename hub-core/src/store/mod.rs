@@ -13,8 +13,11 @@
 //! writes), `insert.rs` (its multi-row statements), `ops.rs` (what the
 //! writer is asked), `checkpoint.rs` (background WAL checkpoints),
 //! `query.rs` (reads), `audit.rs` (hash chain), `records.rs` (row types),
-//! `time.rs` (stored timestamps), `error.rs`. The schema is in
-//! `hub-core/migrations/sqlite/`, embedded in the binary.
+//! `time.rs` (stored timestamps), `error.rs`. Dead letters: `dlq_records.rs`
+//! (their types), `dlq_read.rs` (listing, error chains), `dlq_write.rs`
+//! (replay and purge, in the writer), `broker.rs` (dead letters from broker
+//! consumers). The schema is in `hub-core/migrations/sqlite/`, embedded in
+//! the binary.
 //!
 //! Another process (a `cgthub` CLI command) may open the same file beside
 //! `cgthub serve`: writers take turns on SQLite's write lock (waiting up to
@@ -24,8 +27,12 @@
 
 mod audit;
 mod batch;
+mod broker;
 mod checkpoint;
 mod connect;
+mod dlq_read;
+mod dlq_records;
+mod dlq_write;
 mod error;
 mod insert;
 mod ops;
@@ -42,10 +49,16 @@ use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use audit::{AuditCheck, GENESIS};
+pub use dlq_records::{
+    AuditRecord, BrokerDeadLetter, DeadLetter, DeadLetterDetail, DeadLetterFilter,
+    DeadLetterStatus, DlqOutcome, DlqResult, HistoryEntry, ReplayTarget, BROKER_CONNECTOR,
+    STAGE_CONSUME,
+};
+pub use dlq_write::MESSAGE_STAGES;
 pub use error::StoreError;
 pub use records::{
-    DeadLetter, Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord,
-    MessageStatus, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
+    Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord, MessageStatus,
+    OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
 };
 
 use crate::error::ErrorClass;
@@ -247,9 +260,22 @@ impl Store {
         query::message(&self.pool, id).await
     }
 
-    /// The newest dead letters.
+    /// The newest dead letters, whatever their status.
     pub async fn dead_letters(&self, limit: u32) -> Result<Vec<DeadLetter>, StoreError> {
-        query::dead_letters(&self.pool, limit).await
+        let f = DeadLetterFilter {
+            status: None,
+            limit,
+            ..DeadLetterFilter::default()
+        };
+        dlq_read::list(&self.pool, &f).await
+    }
+
+    /// Dead letters matching `f` (default: the newest 100 open), newest first.
+    pub async fn list_dead_letters(
+        &self,
+        f: &DeadLetterFilter,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        dlq_read::list(&self.pool, f).await
     }
 
     /// One dead letter with the message (and payload) it came from.
@@ -257,7 +283,121 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Option<(DeadLetter, MessageRecord)>, StoreError> {
-        query::dead_letter(&self.pool, id).await
+        dlq_read::with_message(&self.pool, id).await
+    }
+
+    /// One dead letter with its message, its error chain (every failure,
+    /// replay and purge) and the audit records about it.
+    pub async fn dead_letter_detail(
+        &self,
+        id: i64,
+    ) -> Result<Option<DeadLetterDetail>, StoreError> {
+        dlq_read::detail(&self.pool, id).await
+    }
+
+    /// Ids of the open dead letters with reason code `code`, oldest first.
+    pub async fn open_dead_letter_ids(&self, code: &str) -> Result<Vec<i64>, StoreError> {
+        dlq_read::open_ids(&self.pool, code).await
+    }
+
+    /// Audit records about `subject` (e.g. `dead_letter:7`), oldest first.
+    pub async fn audit_records(&self, subject: &str) -> Result<Vec<AuditRecord>, StoreError> {
+        dlq_read::audit_for(&self.pool, subject).await
+    }
+
+    /// Where [`Store::replay_consumed`] would send a broker dead letter of
+    /// one of our events again: the delivered outbox row of its event with
+    /// the broker's routing key, else its only delivered row. `None` when it
+    /// names no event of ours, or that cannot be told.
+    pub async fn replay_target(&self, dl: &DeadLetter) -> Result<Option<ReplayTarget>, StoreError> {
+        dlq_read::replay_target(&self.pool, dl).await
+    }
+
+    /// Keeps a message the broker dead-lettered: its body as a `messages`
+    /// row (connector `amqp`, status `dead`) and a dead letter of stage
+    /// `consume` whose code is the broker's reason, linked to our event when
+    /// `message_id` names one, and an audit record. Returns the dead
+    /// letter's id. Idempotent: the same dead message again (a lost ack)
+    /// returns the first one's id and writes nothing.
+    pub async fn dead_from_broker(&self, d: BrokerDeadLetter) -> Result<i64, StoreError> {
+        Answer::id(self.call(Request::BrokerDead(d)).await, "dead_from_broker")
+    }
+
+    /// Replays a message dead letter (stage `decode`, `parse`, `map`) with
+    /// the message's new outcome, processed again by its connector and
+    /// routed by the caller: events are stored for the same message row
+    /// (now `routed`) and the dead letter becomes `replayed`; a failure
+    /// keeps it open with the new reason and one attempt more. Refused when
+    /// a resend of the message was accepted meanwhile. [`crate::Hub`]'s
+    /// replay does the processing; call that.
+    pub async fn replay_message(
+        &self,
+        dead_letter: i64,
+        actor: &str,
+        outcome: IntakeOutcome,
+    ) -> Result<DlqOutcome, StoreError> {
+        let actor = valid_actor("replay_message", actor)?;
+        let req = Request::ReplayMessage {
+            dead_letter,
+            actor,
+            outcome,
+        };
+        Answer::dlq(self.call(req).await, "replay_message")
+    }
+
+    /// Replays a delivery dead letter: its outbox row back to pending,
+    /// attempts 0, due now (wake the sink's relay). Should it fail again,
+    /// the same dead letter reopens.
+    pub async fn replay_delivery(
+        &self,
+        dead_letter: i64,
+        actor: &str,
+    ) -> Result<DlqOutcome, StoreError> {
+        let actor = valid_actor("replay_delivery", actor)?;
+        let req = Request::ReplayDelivery { dead_letter, actor };
+        Answer::dlq(self.call(req).await, "replay_delivery")
+    }
+
+    /// Replays a broker dead letter of one of our events: a new pending
+    /// outbox row with the route, sink and routing key of outbox row
+    /// `target` (see [`Store::replay_target`]).
+    pub async fn replay_consumed(
+        &self,
+        dead_letter: i64,
+        actor: &str,
+        target: i64,
+    ) -> Result<DlqOutcome, StoreError> {
+        let actor = valid_actor("replay_consumed", actor)?;
+        let req = Request::ReplayConsumed {
+            dead_letter,
+            actor,
+            target,
+        };
+        Answer::dlq(self.call(req).await, "replay_consumed")
+    }
+
+    /// Marks an open dead letter purged by `actor`, for `reason` (required:
+    /// [`StoreError::Invalid`] without one). Nothing is deleted.
+    pub async fn purge_dead_letter(
+        &self,
+        dead_letter: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<DlqOutcome, StoreError> {
+        let actor = valid_actor("purge_dead_letter", actor)?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(StoreError::Invalid {
+                op: "purge_dead_letter",
+                reason: "a purge needs a reason".into(),
+            });
+        }
+        let req = Request::Purge {
+            dead_letter,
+            actor,
+            reason: reason.to_string(),
+        };
+        Answer::dlq(self.call(req).await, "purge_dead_letter")
     }
 
     /// Outbox counts and the age of the oldest pending row at `now`.
@@ -268,6 +408,16 @@ impl Store {
     /// Messages by status, events, unmatched events, dead letters.
     pub async fn counts(&self) -> Result<StoreCounts, StoreError> {
         query::counts(&self.pool).await
+    }
+
+    /// Opens an existing database for reading only, beside a running hub:
+    /// no writer, no migration (a schema behind this program's is refused
+    /// with [`StoreError::SchemaBehind`]). Writes fail with
+    /// [`StoreError::Closed`].
+    pub async fn open_read_only(opts: StoreOptions) -> Result<Store, StoreError> {
+        let pool = connect::open_readers(&opts).await?;
+        let (tx, _) = mpsc::channel(1);
+        Ok(Store { tx, pool })
     }
 
     /// Commits what is queued, stops the writer, closes all connections.
@@ -289,4 +439,16 @@ impl Store {
             .map_err(|_| StoreError::Closed)?;
         answer.await.map_err(|_| StoreError::Closed)?
     }
+}
+
+/// An operator's name, trimmed; [`StoreError::Invalid`] when empty.
+fn valid_actor(op: &'static str, actor: &str) -> Result<String, StoreError> {
+    let actor = actor.trim();
+    if actor.is_empty() {
+        return Err(StoreError::Invalid {
+            op,
+            reason: "no actor named".into(),
+        });
+    }
+    Ok(actor.to_string())
 }

@@ -4,7 +4,8 @@ use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::audit::AuditDraft;
-use super::records::IntakeRecord;
+use super::dlq_records::{BrokerDeadLetter, DlqOutcome};
+use super::records::{IntakeOutcome, IntakeRecord};
 use super::StoreError;
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
@@ -28,6 +29,29 @@ pub(crate) enum Request {
         error: String,
     },
     Audit(AuditDraft),
+    /// A message dead letter processed again: the new outcome for its row.
+    ReplayMessage {
+        dead_letter: i64,
+        actor: String,
+        outcome: IntakeOutcome,
+    },
+    /// A delivery dead letter: its outbox row back to pending.
+    ReplayDelivery {
+        dead_letter: i64,
+        actor: String,
+    },
+    /// A broker dead letter of our event: a new outbox row like `target`.
+    ReplayConsumed {
+        dead_letter: i64,
+        actor: String,
+        target: i64,
+    },
+    Purge {
+        dead_letter: i64,
+        actor: String,
+        reason: String,
+    },
+    BrokerDead(BrokerDeadLetter),
 }
 
 impl Request {
@@ -39,6 +63,11 @@ impl Request {
             Request::RetryLater { .. } => "retry_later",
             Request::DeadLetterDelivery { .. } => "dead_letter_delivery",
             Request::Audit(_) => "audit",
+            Request::ReplayMessage { .. } => "replay_message",
+            Request::ReplayDelivery { .. } => "replay_delivery",
+            Request::ReplayConsumed { .. } => "replay_consumed",
+            Request::Purge { .. } => "purge_dead_letter",
+            Request::BrokerDead(_) => "dead_from_broker",
         }
     }
 
@@ -55,6 +84,15 @@ impl Request {
                 format!("outbox {outbox_id}")
             }
             Request::Audit(d) => format!("{} {}", d.action, d.subject),
+            Request::ReplayMessage { dead_letter, .. }
+            | Request::ReplayDelivery { dead_letter, .. }
+            | Request::ReplayConsumed { dead_letter, .. }
+            | Request::Purge { dead_letter, .. } => format!("dead letter {dead_letter}"),
+            Request::BrokerDead(d) => format!(
+                "broker dead letter {} from queue {}",
+                d.message_id.as_deref().unwrap_or("(no message id)"),
+                d.queue.as_deref().unwrap_or("?")
+            ),
         }
     }
 }
@@ -74,6 +112,7 @@ pub(crate) enum Answer {
     Receipt(Receipt),
     Done,
     Id(i64),
+    Dlq(DlqOutcome),
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Answer, StoreError>>;
@@ -123,6 +162,16 @@ impl Answer {
     pub(crate) fn id(r: Result<Answer, StoreError>, op: &'static str) -> Result<i64, StoreError> {
         match r? {
             Answer::Id(id) => Ok(id),
+            _ => Err(mismatch(op)),
+        }
+    }
+
+    pub(crate) fn dlq(
+        r: Result<Answer, StoreError>,
+        op: &'static str,
+    ) -> Result<DlqOutcome, StoreError> {
+        match r? {
+            Answer::Dlq(o) => Ok(o),
             _ => Err(mismatch(op)),
         }
     }

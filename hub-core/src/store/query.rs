@@ -6,12 +6,12 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 
 use super::records::{
-    parse_class, DeadLetter, EventFilter, MessageRecord, MessageStatus, OutboxItem, OutboxStats,
-    Routing, StoreCounts, StoredEvent,
+    EventFilter, MessageRecord, MessageStatus, OutboxItem, OutboxStats, Routing, StoreCounts,
+    StoredEvent,
 };
 use super::{time, StoreError};
 
-fn count(table: &'static str, n: i64) -> Result<u32, StoreError> {
+pub(crate) fn count(table: &'static str, n: i64) -> Result<u32, StoreError> {
     u32::try_from(n).map_err(|_| StoreError::Corrupt {
         table,
         detail: format!("attempts {n} out of range"),
@@ -178,65 +178,6 @@ fn message_from_row(
         payload: row.try_get("payload").map_err(&get)?,
         events,
     })
-}
-
-const DEAD_LETTER_COLUMNS: &str = "SELECT id, message_row, event_id, route, sink, stage, class, \
-     code, reason, attempts, created_at, status FROM dead_letters";
-
-fn dead_letter_from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
-    let get = StoreError::read("dead letter");
-    let class: String = row.try_get("class").map_err(&get)?;
-    let created_at: String = row.try_get("created_at").map_err(&get)?;
-    Ok(DeadLetter {
-        id: row.try_get("id").map_err(&get)?,
-        message_row: row.try_get("message_row").map_err(&get)?,
-        event_id: row.try_get("event_id").map_err(&get)?,
-        route: row.try_get("route").map_err(&get)?,
-        sink: row.try_get("sink").map_err(&get)?,
-        stage: row.try_get("stage").map_err(&get)?,
-        class: parse_class(&class)?,
-        code: row.try_get("code").map_err(&get)?,
-        reason: row.try_get("reason").map_err(&get)?,
-        attempts: count("dead_letters", row.try_get("attempts").map_err(&get)?)?,
-        created_at: time::parse("dead_letters", &created_at)?,
-        status: row.try_get("status").map_err(&get)?,
-    })
-}
-
-pub(crate) async fn dead_letters(
-    pool: &SqlitePool,
-    limit: u32,
-) -> Result<Vec<DeadLetter>, StoreError> {
-    let sql = format!("{DEAD_LETTER_COLUMNS} ORDER BY id DESC LIMIT ?");
-    let rows = sqlx::query(&sql)
-        .bind(i64::from(limit))
-        .fetch_all(pool)
-        .await
-        .map_err(StoreError::read("dead_letters"))?;
-    rows.iter().map(dead_letter_from_row).collect()
-}
-
-pub(crate) async fn dead_letter(
-    pool: &SqlitePool,
-    id: i64,
-) -> Result<Option<(DeadLetter, MessageRecord)>, StoreError> {
-    let sql = format!("{DEAD_LETTER_COLUMNS} WHERE id = ?");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::read("dead_letter"))?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let dl = dead_letter_from_row(&row)?;
-    let msg = message(pool, dl.message_row)
-        .await?
-        .ok_or_else(|| StoreError::Corrupt {
-            table: "dead_letters",
-            detail: format!("dead letter {id} names missing message {}", dl.message_row),
-        })?;
-    Ok(Some((dl, msg)))
 }
 
 pub(crate) async fn outbox_stats(

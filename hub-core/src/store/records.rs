@@ -245,26 +245,6 @@ pub struct MessageRecord {
     pub events: Vec<(String, String)>,
 }
 
-/// Something that could not be processed or delivered, kept for an operator.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub message_row: i64,
-    /// Set for delivery failures.
-    pub event_id: Option<String>,
-    pub route: Option<String>,
-    pub sink: Option<String>,
-    /// Where it failed (`map`, `deliver`, …).
-    pub stage: String,
-    pub class: ErrorClass,
-    pub code: String,
-    pub reason: String,
-    pub attempts: u32,
-    pub created_at: DateTime<Utc>,
-    /// `open` until an operator acts on it.
-    pub status: String,
-}
-
 pub(crate) fn parse_class(s: &str) -> Result<ErrorClass, StoreError> {
     [
         ErrorClass::Transient,
