@@ -1,8 +1,10 @@
 //! Sinks: where routed events are delivered. One trait; the outbox relay
 //! owns retries and dead letters, a sink only delivers and classifies.
 
+pub mod amqp;
 mod jsonl;
 
+pub use amqp::AmqpSink;
 pub use jsonl::JsonlSink;
 
 use std::future::Future;
