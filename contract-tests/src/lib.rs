@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod load;
+pub mod rabbit;
+
 pub const SB: u8 = 0x0B;
 pub const EB: &[u8] = &[0x1C, 0x0D];
 
@@ -77,6 +80,8 @@ pub struct Setup<'a> {
     pub routes: Option<&'a str>,
     /// Path of the results sink (default: `out/results.jsonl` in the folder).
     pub results_sink: Option<&'a str>,
+    /// Config text appended to the generated file (more sinks, `[amqp]`).
+    pub config_extra: Option<&'a str>,
 }
 
 impl Hub {
@@ -133,9 +138,11 @@ path = "{results}"
 [sinks.patients_file]
 type = "jsonl"
 path = "{d}/out/patients.jsonl"
+{extra}
 "#,
                 routes = routes.display(),
                 mappings = r.join("mappings").display(),
+                extra = setup.config_extra.unwrap_or_default(),
             ),
         )
         .expect("write config");
