@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cgthub_hl7v2::config::MllpConfig;
-use serde::{Deserialize, Serialize};
+use hub_core::sink::amqp::AmqpSettings;
+use serde::Deserialize;
 
 /// The embedded default configuration.
 pub const DEFAULT_CONFIG: &str = include_str!("../config/cgthub.toml");
@@ -17,7 +18,7 @@ pub const DEFAULT_CONFIG: &str = include_str!("../config/cgthub.toml");
 /// Prefix of environment overrides: `CGTHUB__HTTP__ADDR=127.0.0.1:18080`.
 pub const ENV_PREFIX: &str = "CGTHUB";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Settings {
     /// Folder for the database, sink files and inboxes (created if missing).
@@ -26,6 +27,8 @@ pub struct Settings {
     pub mllp: MllpConfig,
     pub store: StoreConfig,
     pub paths: PathsConfig,
+    /// RabbitMQ, for sinks of type `amqp` (see config/rabbitmq.toml).
+    pub amqp: AmqpSettings,
     /// Named destinations routes may send to.
     pub sinks: BTreeMap<String, SinkConfig>,
     pub log: LogConfig,
@@ -39,6 +42,7 @@ impl Default for Settings {
             mllp: MllpConfig::default(),
             store: StoreConfig::default(),
             paths: PathsConfig::default(),
+            amqp: AmqpSettings::default(),
             sinks: BTreeMap::new(),
             log: LogConfig::default(),
         }
@@ -46,7 +50,7 @@ impl Default for Settings {
 }
 
 /// `[http]`: health, metrics, the operator API and partner endpoints.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
     /// Listen address. Loopback by default.
@@ -62,7 +66,7 @@ impl Default for HttpConfig {
 }
 
 /// `[store]`: where messages, events and the outbox are kept.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// `sqlite://PATH` (relative to the working directory).
@@ -76,7 +80,7 @@ pub struct StoreConfig {
     pub read_connections: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Synchronous {
     Full,
@@ -95,7 +99,7 @@ impl Default for StoreConfig {
 }
 
 /// `[paths]`: operator-managed files.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PathsConfig {
     /// Route files (`*.toml`), reloaded when they change.
@@ -117,7 +121,7 @@ impl Default for PathsConfig {
 }
 
 /// `[sinks.NAME]`: one destination.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SinkConfig {
     /// Append events as JSON lines to a file, fsynced per batch.
@@ -125,10 +129,19 @@ pub enum SinkConfig {
         /// The file (relative to the working directory).
         path: PathBuf,
     },
+    /// Publish to RabbitMQ as `[amqp]` says, with publisher confirms; the
+    /// routes' `[route.queue]` sections are declared for it.
+    Amqp,
+}
+
+impl SinkConfig {
+    pub fn is_broker(&self) -> bool {
+        matches!(self, SinkConfig::Amqp)
+    }
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// `text` or `json`.
@@ -137,7 +150,7 @@ pub struct LogConfig {
     pub level: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LogFormat {
     Text,

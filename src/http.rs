@@ -56,15 +56,27 @@ fn store_problem(e: StoreError) -> Response {
     )
 }
 
+/// 200 while the store answers: partners are acknowledged. `status` is
+/// `degraded` while a linked system (a broker) is down; events wait in the
+/// outbox meanwhile.
 async fn healthz(State(hub): State<Hub>) -> Response {
     match hub.store().outbox_stats(Utc::now()).await {
-        Ok(stats) => Json(json!({
-            "status": "ok",
-            "store": "ok",
-            "outbox_pending": stats.pending,
-            "outbox_oldest_age_secs": stats.oldest_pending_age_secs,
-        }))
-        .into_response(),
+        Ok(stats) => {
+            let components = hub.component_health();
+            let degraded = components.iter().any(|(_, c)| !c.up);
+            let components: serde_json::Map<String, Value> = components
+                .into_iter()
+                .map(|(n, c)| (n, serde_json::to_value(c).unwrap_or_default()))
+                .collect();
+            Json(json!({
+                "status": if degraded { "degraded" } else { "ok" },
+                "store": "ok",
+                "components": components,
+                "outbox_pending": stats.pending,
+                "outbox_oldest_age_secs": stats.oldest_pending_age_secs,
+            }))
+            .into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "unavailable", "store": e.to_string()})),
@@ -78,6 +90,12 @@ async fn metrics(State(hub): State<Hub>) -> Response {
         let m = hub.metrics();
         m.outbox_pending.set(stats.pending as i64);
         m.outbox_oldest_age.set(stats.oldest_pending_age_secs);
+    }
+    for (component, c) in hub.component_health() {
+        hub.metrics()
+            .component_up
+            .get_or_create(&hub_core::metrics::ComponentLabels { component })
+            .set(i64::from(c.up));
     }
     (
         [(

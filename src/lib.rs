@@ -9,6 +9,7 @@
 //! - [`http`]: `/healthz`, `/metrics`, `/api`.
 //! - [`registry`]: the connectors this binary knows, one line each.
 
+pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod http;

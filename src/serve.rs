@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use hub_core::routing::Router;
-use hub_core::sink::{JsonlSink, Sink};
+use hub_core::sink::{AmqpSink, JsonlSink, Sink};
 use hub_core::store::{BatchStats, Store, StoreOptions};
 use hub_core::{Hub, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -35,7 +35,15 @@ pub fn store_options(s: &Settings, metrics: Option<Metrics>) -> StoreOptions {
 }
 
 fn init_logging(s: &Settings) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
+    let mut filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&s.log.level));
+    // lapin logs a returned message with its body (event JSON, a COI) at
+    // WARN; the sink reports those itself, without the body.
+    if !std::env::var("RUST_LOG").is_ok_and(|v| v.contains("lapin")) {
+        if let Ok(d) = "lapin=error".parse() {
+            filter = filter.add_directive(d);
+        }
+    }
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -54,6 +62,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let sink_names: BTreeSet<String> = s.sinks.keys().cloned().collect();
     let router = Router::load_dir(&s.paths.routes, &sink_names).map_err(load_errors)?;
+    let misplaced = crate::broker::misplaced_queues(&router, &s.sinks);
+    if !misplaced.is_empty() {
+        anyhow::bail!("cannot start:\n  {}", misplaced.join("\n  "));
+    }
     let connectors = crate::registry::connectors(&s, &s.paths.mappings).map_err(load_errors)?;
 
     let metrics = Metrics::default();
@@ -74,12 +86,29 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let relays_stop = CancellationToken::new();
     let mut relays = Vec::new();
+    let mut brokers: Vec<Arc<AmqpSink>> = Vec::new();
     for (name, cfg) in &s.sinks {
         let sink: Arc<dyn Sink> = match cfg {
             SinkConfig::Jsonl { path } => Arc::new(
                 JsonlSink::open(name, path)
                     .with_context(|| format!("opening sink {name} at {}", path.display()))?,
             ),
+            SinkConfig::Amqp => {
+                let topology = crate::broker::topology(&hub.router(), name);
+                let sink = AmqpSink::start(name, s.amqp.clone(), topology)
+                    .await
+                    .with_context(|| {
+                        format!("starting sink {name} on RabbitMQ {}", s.amqp.redacted_url())
+                    })?;
+                let sink = Arc::new(sink);
+                let h = Arc::clone(&sink);
+                hub.add_health_check(
+                    format!("sink:{name}"),
+                    Arc::new(move || crate::broker::component(h.health())),
+                );
+                brokers.push(Arc::clone(&sink));
+                sink
+            }
         };
         relays.push(tokio::spawn(hub_core::outbox::run_relay(
             hub.clone(),
@@ -87,6 +116,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             relays_stop.clone(),
         )));
     }
+
+    let drain = if crate::broker::wanted(&s) {
+        Some(crate::broker::start_drain(&s, &hub).await?)
+    } else {
+        None
+    };
 
     let mut tasks = Vec::new();
     for c in connectors {
@@ -117,6 +152,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         hub.clone(),
         s.clone(),
         sink_names,
+        brokers.clone(),
         shutdown.clone(),
     )));
 
@@ -134,6 +170,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     relays_stop.cancel();
     for r in relays {
         let _ = r.await;
+    }
+    if let Some(d) = drain {
+        d.stop().await;
+    }
+    for b in brokers {
+        b.stop().await;
     }
     store.close().await;
     tracing::info!("stopped");
@@ -162,9 +204,15 @@ async fn shutdown_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// Reloads the route files when they change. A bad file is refused with its
-/// line and the routes in force stay.
-async fn watch_routes(hub: Hub, s: Settings, sinks: BTreeSet<String>, shutdown: CancellationToken) {
+/// Reloads the route files when they change. A bad file, or a queue the
+/// broker refuses, is refused with its line and the routes in force stay.
+async fn watch_routes(
+    hub: Hub,
+    s: Settings,
+    sinks: BTreeSet<String>,
+    brokers: Vec<Arc<AmqpSink>>,
+    shutdown: CancellationToken,
+) {
     let dir = s.paths.routes.clone();
     let stamp = || -> Vec<(std::path::PathBuf, Option<SystemTime>, u64)> {
         hub_core::mapping::mapping_files(&dir)
@@ -190,7 +238,13 @@ async fn watch_routes(hub: Hub, s: Settings, sinks: BTreeSet<String>, shutdown: 
             continue;
         }
         last = now;
-        match Router::load_dir(&dir, &sinks) {
+        let loaded = Router::load_dir(&dir, &sinks)
+            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let loaded = match loaded {
+            Ok(r) => declare_routes(r, &s, &brokers).await,
+            Err(e) => Err(e),
+        };
+        match loaded {
             Ok(r) => {
                 let names: Vec<String> = r.routes().iter().map(|r| r.name.clone()).collect();
                 tracing::info!(routes = names.len(), "routes reloaded");
@@ -207,9 +261,29 @@ async fn watch_routes(hub: Hub, s: Settings, sinks: BTreeSet<String>, shutdown: 
             }
             Err(errors) => {
                 for e in &errors {
-                    tracing::error!(error = %e, "route file refused; the routes in force stay");
+                    tracing::error!(error = %e, "routes refused; the routes in force stay");
                 }
             }
         }
     }
+}
+
+/// Checks new routes' queues and declares them on their brokers before the
+/// routes are put in force.
+async fn declare_routes(
+    r: Router,
+    s: &Settings,
+    brokers: &[Arc<AmqpSink>],
+) -> Result<Router, Vec<String>> {
+    let misplaced = crate::broker::misplaced_queues(&r, &s.sinks);
+    if !misplaced.is_empty() {
+        return Err(misplaced);
+    }
+    for b in brokers {
+        let topology = crate::broker::topology(&r, b.name());
+        if let Err(e) = b.set_topology(topology).await {
+            return Err(vec![format!("sink {}: {e}", b.name())]);
+        }
+    }
+    Ok(r)
 }

@@ -31,6 +31,20 @@ struct Inner {
     wake: HashMap<String, Arc<Notify>>,
     /// The running connectors, for replaying messages (set once at start).
     connectors: OnceLock<Vec<Arc<dyn Connector>>>,
+    /// Links to other systems whose state `/healthz` reports (brokers).
+    health: RwLock<Vec<(String, HealthCheck)>>,
+}
+
+/// Reports one component's state: up or not, and details for operators.
+pub type HealthCheck = Arc<dyn Fn() -> ComponentHealth + Send + Sync>;
+
+/// One component's state, as `/healthz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ComponentHealth {
+    pub up: bool,
+    /// Component-specific details (since when, the last error).
+    #[serde(flatten)]
+    pub detail: serde_json::Value,
 }
 
 /// Events routed by the routes in force, with what to count and whom to wake.
@@ -61,12 +75,34 @@ impl Hub {
                     .map(|s| (s, Arc::new(Notify::new())))
                     .collect(),
                 connectors: OnceLock::new(),
+                health: RwLock::new(Vec::new()),
             }),
         }
     }
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Adds a component (`sink:rabbitmq`, `dead_queue`) to what `/healthz`
+    /// reports; the hub is degraded while one is down.
+    pub fn add_health_check(&self, name: impl Into<String>, check: HealthCheck) {
+        self.inner
+            .health
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((name.into(), check));
+    }
+
+    /// Every component's state now.
+    pub fn component_health(&self) -> Vec<(String, ComponentHealth)> {
+        self.inner
+            .health
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(n, c)| (n.clone(), c()))
+            .collect()
     }
 
     pub fn metrics(&self) -> &Metrics {

@@ -22,6 +22,7 @@ pub const ACK_LATENCY_SECONDS: &str = "cgthub_ack_latency_seconds";
 pub const CONNECTIONS_OPEN: &str = "cgthub_connections_open";
 pub const OUTBOX_PENDING: &str = "cgthub_outbox_pending";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "cgthub_outbox_oldest_age_seconds";
+pub const COMPONENT_UP: &str = "cgthub_component_up";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartnerLabels {
@@ -59,6 +60,11 @@ pub struct StageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabels {
+    pub component: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnectorLabels {
     pub connector: String,
 }
@@ -86,6 +92,7 @@ pub struct Metrics {
     pub connections: Family<ConnectorLabels, Gauge>,
     pub outbox_pending: Gauge,
     pub outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    pub component_up: Family<ComponentLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -106,6 +113,7 @@ impl Default for Metrics {
             connections: Family::default(),
             outbox_pending: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
+            component_up: Family::default(),
         }
     }
 }
@@ -188,6 +196,11 @@ impl Metrics {
             OUTBOX_OLDEST_AGE_SECONDS,
             "Age of the oldest waiting event",
             self.outbox_oldest_age.clone(),
+        );
+        r.register(
+            COMPONENT_UP,
+            "1 while a linked system (a broker) is reachable, 0 while not",
+            self.component_up.clone(),
         );
         r
     }

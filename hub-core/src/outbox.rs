@@ -20,6 +20,8 @@ const BATCH: u32 = 512;
 /// How long an idle relay sleeps before it looks again (for retries that
 /// come due; new work wakes it at once).
 const IDLE_POLL: Duration = Duration::from_millis(500);
+/// How often a relay looks whether its unreachable sink is back.
+const UNREADY_POLL: Duration = Duration::from_millis(100);
 
 /// Runs one sink's relay until `shutdown`.
 pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToken) {
@@ -30,6 +32,14 @@ pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToke
     loop {
         if shutdown.is_cancelled() {
             return;
+        }
+        if !sink.ready() {
+            // An outage: events wait in the outbox, attempts untouched.
+            tokio::select! {
+                _ = tokio::time::sleep(UNREADY_POLL) => {}
+                _ = shutdown.cancelled() => return,
+            }
+            continue;
         }
         let items = match hub.store().pending(&name, BATCH, Utc::now()).await {
             Ok(items) => {
@@ -55,6 +65,9 @@ pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToke
             continue;
         }
         let results = sink.deliver(&items).await;
+        // The link broke during the batch: its transient failures are the
+        // outage's, not the events'; they stay due as they are.
+        let outage = !sink.ready();
         let mut done = Vec::with_capacity(items.len());
         let mut failed = false;
         for (item, result) in items.iter().zip(results) {
@@ -63,7 +76,9 @@ pub async fn run_relay(hub: Hub, sink: Arc<dyn Sink>, shutdown: CancellationToke
                 Err(e) => {
                     failed = true;
                     hub.metrics().delivery_failures.get_or_create(&labels).inc();
-                    fail(&hub, item, &e).await;
+                    if !(outage && e.class == ErrorClass::Transient) {
+                        fail(&hub, item, &e).await;
+                    }
                 }
             }
         }

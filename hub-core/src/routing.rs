@@ -207,13 +207,16 @@ impl Route {
             && any_of(&self.partners, Some(&ev.source.partner))
     }
 
-    /// Fills the routing key template for an event.
+    /// Fills the routing key template for an event. A value fills one
+    /// topic word: its dots become `_` (product `R240.1` → `R240_1`), so
+    /// bindings such as `*.order.*` see the key's shape the template gives.
     pub fn key_for(&self, ev: &TherapyEvent) -> String {
+        let word = |v: Option<&str>| v.unwrap_or("none").replace('.', "_");
         self.routing_key
             .replace("{kind}", ev.kind().as_str())
-            .replace("{product}", ev.product.as_deref().unwrap_or("none"))
-            .replace("{partner}", &ev.source.partner)
-            .replace("{coi}", ev.coi.as_deref().unwrap_or("none"))
+            .replace("{product}", &word(ev.product.as_deref()))
+            .replace("{partner}", &word(Some(&ev.source.partner)))
+            .replace("{coi}", &word(ev.coi.as_deref()))
     }
 }
 
@@ -464,6 +467,11 @@ sink = "file_a"
         assert_eq!(
             route.key_for(&order(Some("kymriah"), "LAB")),
             "kymriah.order.placed"
+        );
+        assert_eq!(
+            route.key_for(&order(Some("R240.1"), "LAB")),
+            "R240_1.order.placed",
+            "a value is one topic word"
         );
     }
 

@@ -35,7 +35,13 @@ pub fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             0
         }
     };
+    if crate::broker::wanted(s) {
+        if let Err(e) = s.amqp.validate() {
+            errors.push(format!("[amqp]: {e}"));
+        }
+    }
     if let Some(r) = &routes {
+        errors.extend(crate::broker::misplaced_queues(r, &s.sinks));
         if r.routes().is_empty() {
             warnings.push(format!(
                 "{}: no routes: every event will be kept as unmatched",

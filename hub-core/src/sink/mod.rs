@@ -68,4 +68,11 @@ pub trait Sink: Send + Sync + 'static {
     /// Delivers a batch, in order. Returns one result per item; `Ok` means
     /// the item is durable at the destination (fsynced, confirmed).
     fn deliver<'a>(&'a self, batch: &'a [OutboxItem]) -> BoxFuture<'a, Vec<Result<(), SinkError>>>;
+
+    /// False while the destination is unreachable as a whole (a broker
+    /// down). The relay then waits instead of spending the events' retry
+    /// attempts on an outage that is nobody's fault but the link's.
+    fn ready(&self) -> bool {
+        true
+    }
 }

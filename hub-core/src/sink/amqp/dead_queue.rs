@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use futures_util::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
@@ -31,29 +31,9 @@ use crate::sink::BoxFuture;
 /// Unacknowledged deliveries the broker may push ahead of the handler.
 pub const DRAIN_PREFETCH: u16 = 64;
 
-/// A message the broker dead-lettered, as read from the dead queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadDelivery {
-    pub body: Vec<u8>,
-    /// The event id, when the hub published it.
-    pub message_id: Option<String>,
-    /// The AMQP `type`: the event kind.
-    pub kind: Option<String>,
-    /// The routing key it was published with.
-    pub routing_key: String,
-    pub coi: Option<String>,
-    pub product: Option<String>,
-    pub partner: Option<String>,
-    /// Why it died the last time (the first `x-death` entry): `rejected`,
-    /// `expired`, `maxlen` or `delivery_limit`; `unknown` without `x-death`.
-    pub reason: String,
-    /// The queue it died in (the first `x-death` entry).
-    pub queue: Option<String>,
-    /// How many times it was dead-lettered, over all queues and reasons.
-    pub death_count: u32,
-    /// The earliest death the broker recorded.
-    pub first_death_at: Option<DateTime<Utc>>,
-}
+/// A message the broker dead-lettered, as read from the dead queue: the
+/// store's record of it, filled from the message and its `x-death`.
+pub use crate::store::BrokerDeadLetter as DeadDelivery;
 
 /// Stores a dead delivery durably; `Err` (with why) puts it back.
 pub type DeadHandler =

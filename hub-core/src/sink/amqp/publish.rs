@@ -15,6 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use lapin::message::BasicReturnMessage;
@@ -40,6 +41,8 @@ pub struct AmqpSink {
     name: String,
     settings: AmqpSettings,
     supervisor: Supervisor<Publisher>,
+    /// What every new connection declares; replaced when routes reload.
+    topology: Arc<Mutex<Topology>>,
     /// One batch at a time on the channel: keeps `max_in_flight` a bound.
     batch_lock: tokio::sync::Mutex<()>,
 }
@@ -60,7 +63,7 @@ impl Session for Publisher {
 
 struct SinkSetup {
     settings: AmqpSettings,
-    topology: Topology,
+    topology: Arc<Mutex<Topology>>,
 }
 
 impl Setup for SinkSetup {
@@ -68,7 +71,12 @@ impl Setup for SinkSetup {
 
     fn setup<'a>(&'a self, conn: &'a Connection) -> BoxFuture<'a, Result<Publisher, AmqpError>> {
         Box::pin(async move {
-            declare(conn, &self.settings, &self.topology).await?;
+            let topology = self
+                .topology
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone();
+            declare(conn, &self.settings, &topology).await?;
             let channel = conn
                 .create_channel()
                 .await
@@ -98,9 +106,10 @@ impl AmqpSink {
         topology: Topology,
     ) -> Result<AmqpSink, AmqpError> {
         topology.validate()?;
+        let topology = Arc::new(Mutex::new(topology));
         let setup = SinkSetup {
             settings: settings.clone(),
-            topology,
+            topology: Arc::clone(&topology),
         };
         let supervisor =
             Supervisor::start(settings.clone(), settings.connection_name.clone(), setup).await?;
@@ -108,8 +117,30 @@ impl AmqpSink {
             name: name.to_string(),
             settings,
             supervisor,
+            topology,
             batch_lock: tokio::sync::Mutex::new(()),
         })
+    }
+
+    /// Puts a new topology in force (routes were reloaded): declares it
+    /// now when connected, and on every reconnect from then on. A conflict
+    /// leaves the topology in force unchanged, so the caller can refuse the
+    /// routes that asked for it. Objects the old topology declared are left
+    /// on the broker: deleting a queue could delete messages.
+    pub async fn set_topology(&self, topology: Topology) -> Result<(), AmqpError> {
+        topology.validate()?;
+        if let Some(live) = self.supervisor.live() {
+            match declare(&live.conn, &self.settings, &topology).await {
+                Ok(()) => {}
+                Err(e) if e.needs_operator() => return Err(e),
+                // The link failed meanwhile: the reconnect declares it.
+                Err(e) => {
+                    tracing::warn!(sink = %self.name, error = %e, "could not declare the new topology now; will on reconnect")
+                }
+            }
+        }
+        *self.topology.lock().unwrap_or_else(|e| e.into_inner()) = topology;
+        Ok(())
     }
 
     /// Whether the sink is connected, since when, and the last error.
@@ -160,6 +191,10 @@ impl Sink for AmqpSink {
 
     fn deliver<'a>(&'a self, batch: &'a [OutboxItem]) -> BoxFuture<'a, Vec<Result<(), SinkError>>> {
         Box::pin(self.deliver_batch(batch))
+    }
+
+    fn ready(&self) -> bool {
+        self.health().connected
     }
 }
 
