@@ -31,6 +31,81 @@ pub struct MllpBench {
     /// OBX segments per message.
     #[arg(long, default_value_t = 12)]
     obx: usize,
+    /// The hub's HTTP address: after the load, wait until its outbox is
+    /// empty and report the end-to-end delivered rate too.
+    #[arg(long)]
+    drain: Option<std::net::SocketAddr>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AmqpBaseline {
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    url: String,
+    #[arg(long, default_value = "cgt.events")]
+    exchange: String,
+    /// Where the hub's bench events go (routes/rabbitmq: queue cgt.qc-results).
+    #[arg(long, default_value = "none.qc.result_reported")]
+    routing_key: String,
+    #[arg(long, short = 'n', default_value_t = 100_000)]
+    messages: usize,
+    /// Unconfirmed publishes at once (the hub's amqp.max_in_flight).
+    #[arg(long, default_value_t = 1000)]
+    in_flight: usize,
+    /// OBX segments of the message whose event is sent.
+    #[arg(long, default_value_t = 12)]
+    obx: usize,
+    /// Mappings to translate the bench message with.
+    #[arg(long, default_value = "mappings/hl7v2")]
+    mappings: std::path::PathBuf,
+}
+
+/// Publishes the bench message's event, as the hub would, straight to the
+/// broker with confirms: what the hub's end-to-end rate is compared with.
+pub async fn amqp_baseline(b: AmqpBaseline) -> anyhow::Result<std::process::ExitCode> {
+    use hub_core::Connector;
+    let conn = cgthub_hl7v2::Hl7Connector::load(Default::default(), &b.mappings)
+        .map_err(|e| anyhow::anyhow!("loading {}: {e:?}", b.mappings.display()))?;
+    let sample = bytes::Bytes::from(cgthub_hl7v2::testdata::sample_oru(b.obx));
+    let (_, decoded) = conn.translate(sample, "bench", None);
+    let hub_core::Decoded::Events(events) = decoded else {
+        anyhow::bail!("the bench message does not map to events");
+    };
+    let body = serde_json::to_vec(&events[0])?;
+    let stats = hub_core::sink::amqp::raw_publish(
+        &b.url,
+        &b.exchange,
+        &b.routing_key,
+        &body,
+        b.messages,
+        b.in_flight,
+    )
+    .await?;
+    println!(
+        "cgthub bench amqp-baseline: {} events ({} B each) to {} with key {}, {} in flight",
+        stats.messages,
+        body.len(),
+        b.exchange,
+        b.routing_key,
+        b.in_flight
+    );
+    println!(
+        "  {:.0} confirmed msg/s, {:.2} s",
+        stats.rate(),
+        stats.elapsed.as_secs_f64()
+    );
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Waits until the hub's outbox is empty; returns when that was.
+async fn wait_drained(http: std::net::SocketAddr) -> anyhow::Result<Instant> {
+    loop {
+        let (status, health) = super::client::get_json(http, "/healthz").await?;
+        anyhow::ensure!(status == 200, "healthz answered {status}: {health}");
+        if health["outbox_pending"] == 0 {
+            return Ok(Instant::now());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 struct ConnStats {
@@ -94,6 +169,16 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
         pct(0.99),
         pct(1.0),
     );
+    if let Some(http) = b.drain {
+        let drained = wait_drained(http).await?;
+        let total = drained.duration_since(start).as_secs_f64();
+        println!(
+            "  delivered end to end: {:.0} msg/s ({:.2} s until the outbox was empty, {:.2} s after the last ACK)",
+            n as f64 / total,
+            total,
+            total - secs
+        );
+    }
     Ok(if non_aa == 0 {
         std::process::ExitCode::SUCCESS
     } else {

@@ -5,7 +5,7 @@
 //! (`http.addr`): every write goes through the hub's single writer, which
 //! keeps the audit chain.
 
-mod client;
+use super::client;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod check;
+mod client;
 mod dlq;
 mod events;
 mod send;
@@ -159,6 +160,9 @@ pub enum SendProtocol {
 pub enum BenchProtocol {
     /// Pipelined ORU^R01 messages over MLLP; prints throughput and ACK latency.
     Mllp(bench::MllpBench),
+    /// The baseline for the hub on RabbitMQ: a plain lapin publisher with
+    /// confirms, sending the event the bench message maps to.
+    AmqpBaseline(bench::AmqpBaseline),
 }
 
 /// Runs a parsed command line.
@@ -186,6 +190,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             protocol: BenchProtocol::Mllp(b),
         } => bench::mllp(b).await,
+        Command::Bench {
+            protocol: BenchProtocol::AmqpBaseline(b),
+        } => bench::amqp_baseline(b).await,
     }
 }
 

@@ -35,6 +35,15 @@ pub fn hub_addr(configured: SocketAddr) -> SocketAddr {
 /// POSTs `body` as JSON to `path`; returns the status and the JSON answer.
 /// An unreachable hub is an error that says so.
 pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> anyhow::Result<(u16, Value)> {
+    call(addr, path, Some(body)).await
+}
+
+/// GETs `path`; returns the status and the JSON answer.
+pub async fn get_json(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Value)> {
+    call(addr, path, None).await
+}
+
+async fn call(addr: SocketAddr, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
     let unreachable = || {
         format!("cannot reach the hub at http://{addr} (http.addr): is `cgthub serve` running with this config?")
     };
@@ -47,11 +56,15 @@ pub async fn post_json(addr: SocketAddr, path: &str, body: &Value) -> anyhow::Re
         .await
         .with_context(unreachable)?;
     let driver = tokio::spawn(conn);
-    let req = Request::post(path)
-        .header(HOST, addr.to_string())
-        .header(CONTENT_TYPE, "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .context("building the request")?;
+    let req = match body {
+        Some(b) => Request::post(path)
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(b.to_string()))),
+        None => Request::get(path).body(Full::new(Bytes::new())),
+    };
+    let mut req = req.context("building the request")?;
+    req.headers_mut()
+        .insert(HOST, addr.to_string().parse().context("host header")?);
     let answer = async {
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
