@@ -261,7 +261,7 @@ async fn watch_routes(
             }
             Err(errors) => {
                 for e in &errors {
-                    tracing::error!(error = %e, "routes refused; the routes in force stay");
+                    tracing::error!(error = %e, "route file refused; the routes in force stay");
                 }
             }
         }
