@@ -174,7 +174,10 @@ impl Store {
         Answer::receipt(self.call(Request::Intake(rec)).await)
     }
 
-    /// Outbox rows of `sink` due at `now`, oldest first, with event bodies.
+    /// Outbox rows of `sink` due at `now`, earliest due first (then by id),
+    /// with event bodies. In the order of the `outbox_due` index, so a poll
+    /// reads `limit` rows however long the backlog is (ordering by id alone
+    /// sorted the whole backlog on every poll).
     pub async fn pending(
         &self,
         sink: &str,

@@ -43,7 +43,7 @@ pub(crate) async fn pending(
          JOIN events e ON e.event_id = o.event_id \
          JOIN messages m ON m.id = e.message_row \
          WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt_at <= ? \
-         ORDER BY o.id LIMIT ?",
+         ORDER BY o.next_attempt_at, o.id LIMIT ?",
     )
     .bind(sink)
     .bind(time::fmt(now))
