@@ -59,6 +59,10 @@ impl MapErrorKind {
     }
 }
 
+/// Inside a run, errors are boxed: the results passed up the field tree
+/// stay small, and moving them is a measurable share of mapping time.
+type Fallible<T> = Result<T, Box<MapError>>;
+
 struct Run<'m, F: Format> {
     mapping: &'m Mapping<F>,
 }
@@ -78,7 +82,7 @@ impl<F: Format> Mapping<F> {
                 Some((text, p)) => {
                     let s = doc.scopes(p, doc.root());
                     if s.is_empty() && !rule.optional {
-                        return Err(run.err_kind(
+                        return Err(*run.err_kind(
                             MapErrorKind::Required,
                             "foreach",
                             Some(text),
@@ -89,7 +93,7 @@ impl<F: Format> Mapping<F> {
                 }
             };
             for scope in scopes {
-                out.push(run.event(rule, doc, scope, cx)?);
+                out.push(run.event(rule, doc, scope, cx).map_err(|e| *e)?);
             }
         }
         Ok(out)
@@ -97,7 +101,7 @@ impl<F: Format> Mapping<F> {
 }
 
 impl<'m, F: Format> Run<'m, F> {
-    fn err(&self, field: &str, location: Option<&str>, reason: String) -> MapError {
+    fn err(&self, field: &str, location: Option<&str>, reason: String) -> Box<MapError> {
         self.err_kind(MapErrorKind::Invalid, field, location, reason)
     }
 
@@ -107,14 +111,14 @@ impl<'m, F: Format> Run<'m, F> {
         field: &str,
         location: Option<&str>,
         reason: String,
-    ) -> MapError {
-        MapError {
+    ) -> Box<MapError> {
+        Box::new(MapError {
             kind,
             mapping: self.mapping.name.clone(),
             field: field.to_string(),
             location: location.map(str::to_string),
             reason,
-        }
+        })
     }
 
     fn event<'d, D: Document<Format = F>>(
@@ -123,7 +127,7 @@ impl<'m, F: Format> Run<'m, F> {
         doc: &'d D,
         scope: D::Scope,
         cx: &mut MapContext,
-    ) -> Result<TherapyEvent, MapError> {
+    ) -> Fallible<TherapyEvent> {
         let kind_value = self
             .value(&rule.kind, doc, scope)?
             .ok_or_else(|| self.err("kind", None, "no value for the event kind".into()))?;
@@ -133,7 +137,7 @@ impl<'m, F: Format> Run<'m, F> {
             .ok_or_else(|| {
                 self.err("kind", None, format!("{kind_value:?} is not an event kind"))
             })?;
-        let text = |f: &'m Option<Field<F>>| -> Result<Option<String>, MapError> {
+        let text = |f: &'m Option<Field<F>>| -> Fallible<Option<String>> {
             Ok(match f {
                 Some(f) => self.value(f, doc, scope)?.map(Val::into_text),
                 None => None,
@@ -173,7 +177,7 @@ impl<'m, F: Format> Run<'m, F> {
         f: &'m Field<F>,
         doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Val<'m, 'd>>, MapError> {
+    ) -> Fallible<Option<Val<'m, 'd>>> {
         let v = match &f.shape {
             Shape::Scalar => self.scalar(f, doc, scope)?,
             Shape::Object(children) => self.object(children, doc, scope)?,
@@ -214,7 +218,7 @@ impl<'m, F: Format> Run<'m, F> {
         children: &'m [Field<F>],
         doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Val<'m, 'd>>, MapError> {
+    ) -> Fallible<Option<Val<'m, 'd>>> {
         let mut obj = Vec::with_capacity(children.len());
         for c in children {
             if let Some(v) = self.value(c, doc, scope)? {
@@ -229,7 +233,7 @@ impl<'m, F: Format> Run<'m, F> {
         f: &'m Field<F>,
         doc: &'d D,
         scope: D::Scope,
-    ) -> Result<Option<Val<'m, 'd>>, MapError> {
+    ) -> Fallible<Option<Val<'m, 'd>>> {
         match &f.source {
             Source::Const(v) => Ok(Some(Val::Json(v.clone()))),
             Source::Nested => Ok(None),
@@ -266,7 +270,7 @@ impl<'m, F: Format> Run<'m, F> {
         f: &Field<F>,
         path: &str,
         raw: Cow<'d, str>,
-    ) -> Result<Option<Val<'m, 'd>>, MapError> {
+    ) -> Fallible<Option<Val<'m, 'd>>> {
         let mapped = match &f.map {
             None => None,
             Some(m) => Some(match m.entries.get(raw.as_ref()).or(m.fallback.as_ref()) {
@@ -297,7 +301,7 @@ impl<'m, F: Format> Run<'m, F> {
         c: super::convert::Convert,
         path: &str,
         s: &str,
-    ) -> Result<Option<Value>, MapError> {
+    ) -> Fallible<Option<Value>> {
         c.apply(s, &self.mapping.zone).map_err(|e| {
             self.err_kind(
                 MapErrorKind::BadValue,
