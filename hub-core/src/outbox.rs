@@ -16,7 +16,7 @@ use crate::sink::{Sink, SinkError};
 use crate::store::OutboxItem;
 
 /// Rows fetched per round.
-const BATCH: u32 = 512;
+const BATCH: u32 = 2048;
 /// How long an idle relay sleeps before it looks again (for retries that
 /// come due; new work wakes it at once).
 const IDLE_POLL: Duration = Duration::from_millis(500);
