@@ -52,7 +52,9 @@ async fn delivery_state_transitions_and_stats() {
         .await
         .unwrap();
     assert_eq!(later.len(), 2);
-    assert_eq!((later[0].id, later[0].attempts), (ids[1], 1));
+    // Earliest due first: the row due since the start, then the retry.
+    assert_eq!((later[0].id, later[0].attempts), (ids[2], 0));
+    assert_eq!((later[1].id, later[1].attempts), (ids[1], 1));
 
     let dl = store
         .dead_letter_delivery(
