@@ -85,3 +85,55 @@ fn a_config_typo_is_refused_with_its_line() {
     assert!(text.contains("c.toml:4:"), "{text}");
     assert!(text.contains("ulr"), "{text}");
 }
+
+#[test]
+fn the_rabbitmq_config_checks_and_a_queue_on_a_file_sink_is_refused() {
+    let ok = cgthub(&["check", "--config", "config/rabbitmq.toml"], repo());
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{text}");
+    assert!(text.contains("3 route(s), 1 sink(s)"), "{text}");
+
+    // A [route.queue] means "declare this on the broker": on a file sink it
+    // is a mistake, named with its file and line.
+    let dir = tempfile::tempdir().unwrap();
+    let routes = dir.path().join("routes");
+    std::fs::create_dir(&routes).unwrap();
+    std::fs::write(
+        routes.join("r.toml"),
+        "[[route]]\nname = \"a\"\nkinds = [\"order.*\"]\nsink = \"orders_file\"\n\n\
+         [[route]]\nname = \"b\"\nkinds = [\"qc.*\"]\nsink = \"orders_file\"\n[route.queue]\nname = \"q\"\n",
+    )
+    .unwrap();
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\nroutes = \"{}\"\nmappings = \"{}\"\n[sinks.orders_file]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n",
+            routes.display(),
+            repo().join("mappings").display()
+        ),
+    )
+    .unwrap();
+    let out = cgthub(&["check", "--config", config.to_str().unwrap()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("r.toml:6:"), "{text}");
+    assert!(text.contains("not of type \"amqp\""), "{text}");
+
+    // And a bad AMQP URL is caught before anything starts.
+    let config = dir.path().join("bad_url.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[paths]\nroutes = \"{}\"\nmappings = \"{}\"\n[amqp]\nurl = \"http://broker\"\n\
+             [sinks.rabbitmq]\ntype = \"amqp\"\n",
+            repo().join("routes/rabbitmq").display(),
+            repo().join("mappings").display()
+        ),
+    )
+    .unwrap();
+    let out = cgthub(&["check", "--config", config.to_str().unwrap()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("[amqp]"), "{text}");
+}
