@@ -161,6 +161,13 @@ fn unroutable_events_are_dead_letters_and_replay_once_a_queue_is_bound() {
     );
     let all = stdout(&hub.cli(&["dlq", "list", "--status", "all", "--json"]));
     assert!(all.contains("replayed"), "{all}");
+    let metrics = contract_tests::http_get(hub.http, "/metrics").unwrap().1;
+    assert!(
+        metrics
+            .contains(r#"cgthub_dead_letter_actions_total{action="replay",outcome="replayed"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"cgthub_component_up{component="sink:rabbitmq"} 1"#));
 }
 
 #[test]

@@ -151,7 +151,9 @@ impl Hub {
         which: DeadLetterSelection,
         actor: &str,
     ) -> Result<Vec<DlqResult>, StoreError> {
-        dead_letters::replay(self, which, actor).await
+        let results = dead_letters::replay(self, which, actor).await?;
+        self.count_operator_actions("replay", &results);
+        Ok(results)
     }
 
     /// Purges dead letters as `actor`, for `reason` (required). Rows and
@@ -162,7 +164,22 @@ impl Hub {
         actor: &str,
         reason: &str,
     ) -> Result<Vec<DlqResult>, StoreError> {
-        dead_letters::purge(self, which, actor, reason).await
+        let results = dead_letters::purge(self, which, actor, reason).await?;
+        self.count_operator_actions("purge", &results);
+        Ok(results)
+    }
+
+    fn count_operator_actions(&self, action: &str, results: &[DlqResult]) {
+        for r in results {
+            self.inner
+                .metrics
+                .dead_letter_actions
+                .get_or_create(&crate::metrics::ActionLabels {
+                    action: action.to_string(),
+                    outcome: r.outcome.as_str().to_string(),
+                })
+                .inc();
+        }
     }
 
     /// Routes events with the routes in force.

@@ -23,6 +23,7 @@ pub const CONNECTIONS_OPEN: &str = "cgthub_connections_open";
 pub const OUTBOX_PENDING: &str = "cgthub_outbox_pending";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "cgthub_outbox_oldest_age_seconds";
 pub const COMPONENT_UP: &str = "cgthub_component_up";
+pub const DEAD_LETTER_ACTIONS: &str = "cgthub_dead_letter_actions";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartnerLabels {
@@ -60,6 +61,14 @@ pub struct StageLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ActionLabels {
+    /// `replay` or `purge`.
+    pub action: String,
+    /// `replayed`, `failed`, `purged`, `refused`, `not_found`, `error`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ComponentLabels {
     pub component: String,
 }
@@ -93,6 +102,7 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub component_up: Family<ComponentLabels, Gauge>,
+    pub dead_letter_actions: Family<ActionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -114,6 +124,7 @@ impl Default for Metrics {
             outbox_pending: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             component_up: Family::default(),
+            dead_letter_actions: Family::default(),
         }
     }
 }
@@ -201,6 +212,11 @@ impl Metrics {
             COMPONENT_UP,
             "1 while a linked system (a broker) is reachable, 0 while not",
             self.component_up.clone(),
+        );
+        r.register(
+            DEAD_LETTER_ACTIONS,
+            "Operators' dead-letter replays and purges, per outcome",
+            self.dead_letter_actions.clone(),
         );
         r
     }
