@@ -7,6 +7,8 @@
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::rfc3339;
+
 macro_rules! kinds {
     ($( $(#[$doc:meta])* $variant:ident = $name:literal => $ty:ty ),+ $(,)?) => {
         /// The kind of a therapy event; its dot name is usable in routing keys.
@@ -162,7 +164,11 @@ pub struct Order {
     /// Ordering provider's identifier (never the name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ordering_provider_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub specimen_id: Option<String>,
@@ -180,8 +186,13 @@ pub struct Order {
 pub struct CollectionScheduled {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub site: Option<String>,
+    #[serde(with = "rfc3339::utc")]
     pub scheduled_start: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduled_end: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub collection_type: Option<String>,
@@ -228,7 +239,11 @@ pub struct ShipmentCreated {
     pub origin: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expected_delivery: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
@@ -285,8 +300,13 @@ pub struct TemperatureExcursion {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_high_celsius: Option<f64>,
     pub peak_celsius: f64,
+    #[serde(with = "rfc3339::utc")]
     pub started_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<DateTime<Utc>>,
 }
 
@@ -309,9 +329,17 @@ pub struct MaterialReceived {
 pub struct ManufacturingStepCompleted {
     pub batch_id: String,
     pub step: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub started_at: Option<DateTime<Utc>>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ended_at: Option<DateTime<Utc>>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub equipment: Vec<String>,
@@ -397,7 +425,11 @@ pub struct QcResult {
     pub interpretation: Option<Interpretation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ResultStatus>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub observed_at: Option<DateTime<Utc>>,
     /// Pass/fail against specification, when the source says.
     #[serde(default, skip_serializing_if = "Option::is_none")]

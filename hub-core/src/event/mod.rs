@@ -6,6 +6,7 @@
 //! date: those stay in the identity registry.
 
 mod data;
+pub(crate) mod rfc3339;
 
 pub use data::*;
 
@@ -37,8 +38,10 @@ pub struct TherapyEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub product: Option<String>,
     /// When the thing happened, per the source.
+    #[serde(with = "rfc3339::utc")]
     pub occurred_at: DateTime<Utc>,
     /// When cgthub took the message in.
+    #[serde(with = "rfc3339::utc")]
     pub recorded_at: DateTime<Utc>,
     /// Where the event came from.
     pub source: Source,

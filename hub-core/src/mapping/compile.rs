@@ -70,8 +70,20 @@ pub(super) enum Shape<F: Format> {
 #[derive(Debug)]
 pub(super) struct ValueMap {
     pub name: String,
-    pub entries: HashMap<String, Value>,
+    /// Sorted by key, for a binary search: value maps are small, and this
+    /// is quicker than hashing the key.
+    pub entries: Vec<(String, Value)>,
     pub fallback: Option<Value>,
+}
+
+impl ValueMap {
+    /// The value for `key`, else the fallback.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self.entries.binary_search_by(|(k, _)| k.as_str().cmp(key)) {
+            Ok(i) => Some(&self.entries[i].1),
+            Err(_) => self.fallback.as_ref(),
+        }
+    }
 }
 
 struct Ctx<'a> {
@@ -140,15 +152,16 @@ pub fn compile<F: Format>(file: &Path, text: &str, name: &str) -> Result<Mapping
 fn value_map(name: String, entries: BTreeMap<String, toml::Value>) -> ValueMap {
     let mut map = ValueMap {
         name,
-        entries: HashMap::new(),
+        entries: Vec::with_capacity(entries.len()),
         fallback: None,
     };
+    // A `BTreeMap` iterates in key order: `entries` comes out sorted.
     for (k, v) in entries {
         let v = toml_to_json(v);
         if k == "*" {
             map.fallback = Some(v);
         } else {
-            map.entries.insert(k, v);
+            map.entries.push((k, v));
         }
     }
     map
@@ -209,7 +222,7 @@ fn check_kinds<F: Format>(
         names.push(v);
     }
     if let Some(m) = &kind.map {
-        names.extend(m.entries.values());
+        names.extend(m.entries.iter().map(|(_, v)| v));
         names.extend(m.fallback.iter());
     } else if matches!(kind.source, Source::Paths(_)) {
         return Err(ctx.err(

@@ -4,8 +4,12 @@
 //! or ISO 8601; both become RFC 3339 in UTC. A time without an offset is read
 //! in the mapping's time zone (an IANA name, so daylight saving is right).
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
+
+use crate::event::rfc3339;
 
 /// A conversion named in a mapping file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,31 +67,92 @@ impl Convert {
 
     /// Applies the conversion. `Ok(None)` means "no value" (try_number on text).
     pub fn apply(self, text: &str, tz: &Zone) -> Result<Option<Value>, String> {
+        Ok(self.apply_typed(text, tz)?.map(Scalar::into_json))
+    }
+
+    /// [`Convert::apply`] without building a JSON value: text is borrowed
+    /// where it can be, times stay times.
+    pub(crate) fn apply_typed<'a>(
+        self,
+        text: &'a str,
+        tz: &Zone,
+    ) -> Result<Option<Scalar<'a>>, String> {
         let t = text.trim();
         Ok(Some(match self {
-            Convert::Timestamp => Value::String(
-                parse_timestamp(t, tz)?.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true),
-            ),
-            Convert::Date => Value::String(parse_date(t)?.format("%Y-%m-%d").to_string()),
-            Convert::Number => number(t).ok_or_else(|| format!("{t:?} is not a number"))?,
+            Convert::Timestamp => Scalar::Time(parse_timestamp(t, tz)?),
+            Convert::Date => Scalar::Date(parse_date(t)?),
+            Convert::Number => {
+                Scalar::Num(number(t).ok_or_else(|| format!("{t:?} is not a number"))?)
+            }
             Convert::TryNumber => match number(t) {
-                Some(n) => n,
+                Some(n) => Scalar::Num(n),
                 None => return Ok(None),
             },
-            Convert::Integer => Value::from(
+            Convert::Integer => Scalar::Int(
                 t.parse::<i64>()
                     .map_err(|_| format!("{t:?} is not an integer"))?,
             ),
-            Convert::Boolean => Value::Bool(match t.to_ascii_lowercase().as_str() {
-                "y" | "yes" | "true" | "1" => true,
-                "n" | "no" | "false" | "0" => false,
-                _ => return Err(format!("{t:?} is not a yes/no value")),
-            }),
-            Convert::Trim => Value::String(t.to_string()),
-            Convert::Upper => Value::String(t.to_uppercase()),
-            Convert::Lower => Value::String(t.to_lowercase()),
-            Convert::Ucum => Value::String(ucum(t).to_string()),
+            Convert::Boolean => Scalar::Bool(
+                if ["y", "yes", "true", "1"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+                {
+                    true
+                } else if ["n", "no", "false", "0"]
+                    .iter()
+                    .any(|w| t.eq_ignore_ascii_case(w))
+                {
+                    false
+                } else {
+                    return Err(format!("{t:?} is not a yes/no value"));
+                },
+            ),
+            Convert::Trim => Scalar::Str(Cow::Borrowed(t)),
+            Convert::Upper => Scalar::Str(Cow::Owned(t.to_uppercase())),
+            Convert::Lower => Scalar::Str(Cow::Owned(t.to_lowercase())),
+            Convert::Ucum => Scalar::Str(Cow::Borrowed(ucum(t))),
         }))
+    }
+}
+
+/// A converted value, typed: what [`Convert::apply`] returns as JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Scalar<'a> {
+    /// Text (trim, upper, lower, ucum).
+    Str(Cow<'a, str>),
+    /// A finite number (JSON float).
+    Num(f64),
+    Int(i64),
+    Bool(bool),
+    /// A time; as JSON, RFC 3339 in UTC.
+    Time(DateTime<Utc>),
+    /// A date; as JSON, `YYYY-MM-DD`.
+    Date(NaiveDate),
+}
+
+impl Scalar<'_> {
+    /// The same value, owning its text.
+    pub(crate) fn into_owned(self) -> Scalar<'static> {
+        match self {
+            Scalar::Str(s) => Scalar::Str(Cow::Owned(s.into_owned())),
+            Scalar::Num(n) => Scalar::Num(n),
+            Scalar::Int(i) => Scalar::Int(i),
+            Scalar::Bool(b) => Scalar::Bool(b),
+            Scalar::Time(d) => Scalar::Time(d),
+            Scalar::Date(d) => Scalar::Date(d),
+        }
+    }
+
+    /// The JSON value [`Convert::apply`] gives.
+    pub(crate) fn into_json(self) -> Value {
+        match self {
+            Scalar::Str(s) => Value::String(s.into_owned()),
+            Scalar::Num(n) => Value::from(n),
+            Scalar::Int(i) => Value::from(i),
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Time(d) => Value::String(rfc3339::to_rfc3339(&d)),
+            Scalar::Date(d) => Value::String(rfc3339::with_ymd(&d, str::to_string)),
+        }
     }
 }
 
@@ -134,7 +199,7 @@ pub fn ucum(unit: &str) -> &str {
         .map_or(unit, |(_, to)| to)
 }
 
-fn number(t: &str) -> Option<Value> {
+fn number(t: &str) -> Option<f64> {
     // HL7 NM: optional sign, digits, optional decimal point. No exponents, no
     // "inf"/"nan", which Rust's parser would otherwise accept.
     let body = t.strip_prefix(['+', '-']).unwrap_or(t);
@@ -146,7 +211,8 @@ fn number(t: &str) -> Option<Value> {
         return None;
     }
     let f: f64 = t.parse().ok()?;
-    serde_json::Number::from_f64(f).map(Value::Number)
+    // What `serde_json::Number::from_f64` accepts.
+    f.is_finite().then_some(f)
 }
 
 /// The zone a mapping reads offset-less times in.
@@ -196,12 +262,21 @@ fn parse_offset(s: &str) -> Option<FixedOffset> {
         b'-' => (-1, &s[1..]),
         _ => return None,
     };
-    let digits: String = rest.chars().filter(|c| *c != ':').collect();
-    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    // Exactly four digits once every ':' is dropped.
+    let mut d = [0i32; 4];
+    let mut n = 0;
+    for b in rest.bytes().filter(|&b| b != b':') {
+        if n == 4 || !b.is_ascii_digit() {
+            return None;
+        }
+        d[n] = i32::from(b - b'0');
+        n += 1;
+    }
+    if n != 4 {
         return None;
     }
-    let h: i32 = digits[..2].parse().ok()?;
-    let m: i32 = digits[2..].parse().ok()?;
+    let h = d[0] * 10 + d[1];
+    let m = d[2] * 10 + d[3];
     if h > 14 || m > 59 {
         return None;
     }
@@ -237,13 +312,17 @@ pub fn parse_timestamp(t: &str, tz: &Zone) -> Result<DateTime<Utc>, String> {
     {
         return Err(bad());
     }
+    // `whole` is ASCII digits only.
+    let digits = whole.as_bytes();
+    let two = |at: usize| u32::from(digits[at] - b'0') * 10 + u32::from(digits[at + 1] - b'0');
     let part = |from: usize, default: u32| -> u32 {
-        whole
-            .get(from..from + 2)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(default)
+        if from + 2 <= digits.len() {
+            two(from)
+        } else {
+            default
+        }
     };
-    let year: i32 = whole[..4].parse().map_err(|_| bad())?;
+    let year = (two(0) * 100 + two(2)) as i32;
     let nanos = match frac {
         Some(f)
             if whole.len() == 14

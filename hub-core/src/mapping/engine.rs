@@ -8,6 +8,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::compile::{EventRule, Field, Mapping, Shape, Source};
+use super::convert::{Convert, Scalar};
 use super::document::{Document, Format};
 use super::val::{Val, ValDe};
 use crate::event::{EventData, EventKind, Source as Provenance, TherapyEvent};
@@ -63,9 +64,15 @@ impl MapErrorKind {
 /// stay small, and moving them is a measurable share of mapping time.
 type Fallible<T> = Result<T, Box<MapError>>;
 
-struct Run<'m, F: Format> {
-    mapping: &'m Mapping<F>,
+struct Run<'m, 'd, D: Document> {
+    mapping: &'m Mapping<D::Format>,
+    doc: &'d D,
+    /// Scratch for a path's values, reused by every field.
+    buf: Vec<Cow<'d, str>>,
 }
+
+/// A field's key and value, in mapping order.
+type Entries<'m, 'd> = Vec<(&'m str, Val<'m, 'd>)>;
 
 impl<F: Format> Mapping<F> {
     /// Maps one document to its events.
@@ -74,7 +81,11 @@ impl<F: Format> Mapping<F> {
         doc: &D,
         cx: &mut MapContext,
     ) -> Result<Vec<TherapyEvent>, MapError> {
-        let run = Run { mapping: self };
+        let mut run = Run {
+            mapping: self,
+            doc,
+            buf: Vec::new(),
+        };
         let mut out = Vec::new();
         for rule in &self.events {
             let scopes = match &rule.foreach {
@@ -93,14 +104,14 @@ impl<F: Format> Mapping<F> {
                 }
             };
             for scope in scopes {
-                out.push(run.event(rule, doc, scope, cx).map_err(|e| *e)?);
+                out.push(run.event(rule, scope, cx).map_err(|e| *e)?);
             }
         }
         Ok(out)
     }
 }
 
-impl<'m, F: Format> Run<'m, F> {
+impl<'m, 'd, D: Document> Run<'m, 'd, D> {
     fn err(&self, field: &str, location: Option<&str>, reason: String) -> Box<MapError> {
         self.err_kind(MapErrorKind::Invalid, field, location, reason)
     }
@@ -121,15 +132,14 @@ impl<'m, F: Format> Run<'m, F> {
         })
     }
 
-    fn event<'d, D: Document<Format = F>>(
-        &self,
-        rule: &'m EventRule<F>,
-        doc: &'d D,
+    fn event(
+        &mut self,
+        rule: &'m EventRule<D::Format>,
         scope: D::Scope,
         cx: &mut MapContext,
     ) -> Fallible<TherapyEvent> {
         let kind_value = self
-            .value(&rule.kind, doc, scope)?
+            .value(&rule.kind, scope)?
             .ok_or_else(|| self.err("kind", None, "no value for the event kind".into()))?;
         let kind = kind_value
             .as_str()
@@ -137,27 +147,22 @@ impl<'m, F: Format> Run<'m, F> {
             .ok_or_else(|| {
                 self.err("kind", None, format!("{kind_value:?} is not an event kind"))
             })?;
-        let text = |f: &'m Option<Field<F>>| -> Fallible<Option<String>> {
-            Ok(match f {
-                Some(f) => self.value(f, doc, scope)?.map(Val::into_text),
-                None => None,
-            })
-        };
-        let occurred = self.value(&rule.occurred_at, doc, scope)?;
-        let occurred_at = occurred
-            .as_ref()
-            .and_then(Val::as_str)
-            .and_then(|s| DateTime::parse_from_rfc3339(s).ok())
-            .map(|d| d.with_timezone(&Utc))
+        let occurred_at = self
+            .value(&rule.occurred_at, scope)?
+            .and_then(Val::into_time)
             .ok_or_else(|| self.err("occurred_at", None, "no time for the event".into()))?;
         let mut data = Vec::with_capacity(rule.data.len());
         for f in &rule.data {
-            if let Some(v) = self.value(f, doc, scope)? {
-                data.push((f.key.as_str(), v));
-            }
+            self.field(f, scope, &mut data)?;
         }
         let data = EventData::deserialize_as(kind, ValDe(Val::Object(data)))
             .map_err(|e| self.err("data", None, format!("not a valid {kind}: {e}")))?;
+        let mut text = |f: &'m Option<Field<D::Format>>| -> Fallible<Option<String>> {
+            Ok(match f {
+                Some(f) => self.value(f, scope)?.map(Val::into_text),
+                None => None,
+            })
+        };
         Ok(TherapyEvent {
             schema: (),
             event_id: (cx.new_id)(),
@@ -172,109 +177,124 @@ impl<'m, F: Format> Run<'m, F> {
     }
 
     /// Evaluates one field in a scope: `None` when it has no value.
-    fn value<'d, D: Document<Format = F>>(
-        &self,
-        f: &'m Field<F>,
-        doc: &'d D,
+    fn value(&mut self, f: &'m Field<D::Format>, scope: D::Scope) -> Fallible<Option<Val<'m, 'd>>> {
+        let mut one = Vec::new();
+        self.field(f, scope, &mut one)?;
+        Ok(one.pop().map(|(_, v)| v))
+    }
+
+    /// Evaluates one field in a scope and appends it to `out` under its key,
+    /// unless it has no value.
+    fn field(
+        &mut self,
+        f: &'m Field<D::Format>,
         scope: D::Scope,
-    ) -> Fallible<Option<Val<'m, 'd>>> {
+        out: &mut Entries<'m, 'd>,
+    ) -> Fallible<()> {
         let v = match &f.shape {
-            Shape::Scalar => self.scalar(f, doc, scope)?,
-            Shape::Object(children) => self.object(children, doc, scope)?,
+            Shape::Scalar => self.scalar(f, scope)?,
+            Shape::Object(children) => self.object(children, scope)?,
             Shape::List((_, p), children) => {
                 let mut items = Vec::new();
-                for s in doc.scopes(p, scope) {
-                    if let Some(o) = self.object(children, doc, s)? {
+                for s in self.doc.scopes(p, scope) {
+                    if let Some(o) = self.object(children, s)? {
                         items.push(o);
                     }
                 }
                 (!items.is_empty()).then_some(Val::List(items))
             }
         };
-        match v {
-            Some(v) => Ok(Some(v)),
+        let v = match v {
+            Some(v) => v,
             None => match &f.default {
-                Some(d) => Ok(Some(Val::Json(d.clone()))),
-                None if f.required => Err(self.err_kind(
-                    MapErrorKind::Required,
-                    &f.name,
-                    self.first_path(f),
-                    "required, but the message has no value".into(),
-                )),
-                None => Ok(None),
+                Some(d) => Val::constant(d),
+                None if f.required => {
+                    return Err(self.err_kind(
+                        MapErrorKind::Required,
+                        &f.name,
+                        first_path(f),
+                        "required, but the message has no value".into(),
+                    ))
+                }
+                None => return Ok(()),
             },
-        }
+        };
+        out.push((f.key.as_str(), v));
+        Ok(())
     }
 
-    fn first_path<'f>(&self, f: &'f Field<F>) -> Option<&'f str> {
-        match &f.source {
-            Source::Paths(p) => p.first().map(|(t, _)| t.as_str()),
-            _ => None,
-        }
-    }
-
-    fn object<'d, D: Document<Format = F>>(
-        &self,
-        children: &'m [Field<F>],
-        doc: &'d D,
+    fn object(
+        &mut self,
+        children: &'m [Field<D::Format>],
         scope: D::Scope,
     ) -> Fallible<Option<Val<'m, 'd>>> {
         let mut obj = Vec::with_capacity(children.len());
         for c in children {
-            if let Some(v) = self.value(c, doc, scope)? {
-                obj.push((c.key.as_str(), v));
-            }
+            self.field(c, scope, &mut obj)?;
         }
         Ok((!obj.is_empty()).then_some(Val::Object(obj)))
     }
 
-    fn scalar<'d, D: Document<Format = F>>(
-        &self,
-        f: &'m Field<F>,
-        doc: &'d D,
+    fn scalar(
+        &mut self,
+        f: &'m Field<D::Format>,
         scope: D::Scope,
     ) -> Fallible<Option<Val<'m, 'd>>> {
         match &f.source {
-            Source::Const(v) => Ok(Some(Val::Json(v.clone()))),
+            Source::Const(v) => Ok(Some(Val::constant(v))),
             Source::Nested => Ok(None),
             Source::Paths(paths) => {
-                let mut buf: Vec<Cow<'d, str>> = Vec::new();
-                for (text, p) in paths {
-                    buf.clear();
-                    doc.values(p, scope, &mut buf);
-                    if buf.is_empty() {
-                        continue;
-                    }
-                    if D::is_multi(p) {
-                        let mut items = Vec::with_capacity(buf.len());
-                        for raw in buf.drain(..) {
-                            if let Some(v) = self.convert(f, text, raw)? {
-                                items.push(v);
-                            }
-                        }
-                        return Ok(Some(Val::List(items)));
-                    }
-                    let first = buf.swap_remove(0);
-                    if let Some(v) = self.convert(f, text, first)? {
-                        return Ok(Some(v));
-                    }
-                }
-                Ok(None)
+                let mut buf = std::mem::take(&mut self.buf);
+                let v = self.paths(f, paths, scope, &mut buf);
+                buf.clear();
+                self.buf = buf;
+                v
             }
         }
     }
 
-    /// Map, then convert, one source value.
-    fn convert<'d>(
+    /// The first of `paths` that has a value (all values of a multi path).
+    fn paths(
         &self,
-        f: &Field<F>,
+        f: &'m Field<D::Format>,
+        paths: &'m [(String, <D::Format as Format>::Path)],
+        scope: D::Scope,
+        buf: &mut Vec<Cow<'d, str>>,
+    ) -> Fallible<Option<Val<'m, 'd>>> {
+        for (text, p) in paths {
+            buf.clear();
+            self.doc.values(p, scope, buf);
+            if buf.is_empty() {
+                continue;
+            }
+            if D::is_multi(p) {
+                let mut items = Vec::with_capacity(buf.len());
+                for raw in buf.drain(..) {
+                    if let Some(v) = self.convert(f, text, raw)? {
+                        items.push(v);
+                    }
+                }
+                return Ok(Some(Val::List(items)));
+            }
+            let first = buf.swap_remove(0);
+            if let Some(v) = self.convert(f, text, first)? {
+                return Ok(Some(v));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Map, then convert, one source value.
+    fn convert(
+        &self,
+        f: &'m Field<D::Format>,
         path: &str,
         raw: Cow<'d, str>,
     ) -> Fallible<Option<Val<'m, 'd>>> {
         let mapped = match &f.map {
             None => None,
-            Some(m) => Some(match m.entries.get(raw.as_ref()).or(m.fallback.as_ref()) {
-                Some(v) => v.clone(),
+            Some(m) => Some(match m.get(raw.as_ref()) {
+                Some(v) => v,
                 None => {
                     return Err(self.err_kind(
                         MapErrorKind::NotInMap,
@@ -285,24 +305,30 @@ impl<'m, F: Format> Run<'m, F> {
                 }
             }),
         };
-        let converted = match (f.convert, mapped) {
-            (None, Some(v)) => Some(v),
-            (None, None) => return Ok(Some(Val::Text(raw))),
-            (Some(c), Some(Value::String(s))) => self.apply(f, c, path, &s)?,
-            (Some(_), Some(v)) => Some(v),
-            (Some(c), None) => self.apply(f, c, path, &raw)?,
-        };
-        Ok(converted.map(Val::Json))
+        Ok(match (f.convert, mapped) {
+            (None, Some(v)) => Some(Val::constant(v)),
+            (None, None) => Some(Val::Text(raw)),
+            (Some(c), Some(Value::String(s))) => {
+                self.apply(f, c, path, s)?.map(Val::converted_const)
+            }
+            (Some(_), Some(v)) => Some(Val::constant(v)),
+            (Some(c), None) => match raw {
+                Cow::Borrowed(s) => self.apply(f, c, path, s)?.map(Val::converted),
+                Cow::Owned(s) => self
+                    .apply(f, c, path, &s)?
+                    .map(|v| Val::converted(v.into_owned())),
+            },
+        })
     }
 
-    fn apply(
+    fn apply<'s>(
         &self,
-        f: &Field<F>,
-        c: super::convert::Convert,
+        f: &Field<D::Format>,
+        c: Convert,
         path: &str,
-        s: &str,
-    ) -> Fallible<Option<Value>> {
-        c.apply(s, &self.mapping.zone).map_err(|e| {
+        s: &'s str,
+    ) -> Fallible<Option<Scalar<'s>>> {
+        c.apply_typed(s, &self.mapping.zone).map_err(|e| {
             self.err_kind(
                 MapErrorKind::BadValue,
                 &f.name,
@@ -310,5 +336,12 @@ impl<'m, F: Format> Run<'m, F> {
                 format!("{e} (at {path})"),
             )
         })
+    }
+}
+
+fn first_path<F: Format>(f: &Field<F>) -> Option<&str> {
+    match &f.source {
+        Source::Paths(p) => p.first().map(|(t, _)| t.as_str()),
+        _ => None,
     }
 }
