@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use amqp_support::*;
 use futures_util::StreamExt;
-use hub_core::sink::amqp::{
-    AmqpSettings, AmqpSink, DeadDelivery, DeadHandler, DeadQueueDrain, Topology,
-};
+use hub_core::sink::amqp::{AmqpSettings, DeadDelivery, DeadHandler, DeadQueueDrain};
 use hub_core::sink::Sink;
 use lapin::options::{
     BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicRejectOptions,
@@ -45,15 +43,7 @@ async fn refused_and_over_the_limit_messages_reach_the_handler_with_their_reason
     let settings = settings("drain");
     let q = queue(&settings, "results", &["car-t.#"], 2);
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    let sink = start_sink(&settings, &q).await;
     let (handler, mut rx) = forward();
     let drain = DeadQueueDrain::start(settings.clone(), handler)
         .await

@@ -18,15 +18,7 @@ async fn every_property_header_key_and_body_arrive() {
     let settings = settings("props");
     let q = queue(&settings, "results", &["*.qc.#"], 5);
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    let sink = start_sink(&settings, &q).await;
     assert!(sink.health().connected, "{:?}", sink.health());
     let full = item(1, "car-t.qc.result_reported");
     let mut sparse = item(2, "car-t.qc.result_reported");
@@ -84,15 +76,7 @@ async fn unroutable_items_are_told_apart_from_routable_ones_in_one_batch() {
     };
     let q = queue(&settings, "bound", &["bound.#"], 5);
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    let sink = start_sink(&settings, &q).await;
     // A pipelined batch (several windows) with unroutable items scattered
     // through it, and one event sent to both a bound and an unbound key.
     let mut batch = Vec::new();
@@ -176,15 +160,7 @@ async fn a_killed_connection_fails_fast_then_recovers_and_redeclares() {
     };
     let q = queue(&settings, "work", &["#"], 5);
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    let sink = start_sink(&settings, &q).await;
     assert_eq!(sink.deliver(&[item(1, "a.b")]).await, vec![Ok(())]);
 
     assert_eq!(
@@ -251,15 +227,7 @@ async fn measure_confirmed_publish_rate() {
     let settings = settings("rate");
     let q = queue(&settings, "sink", &["#"], 5);
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .unwrap();
+    let sink = start_sink(&settings, &q).await;
     let n = 50_000usize;
     let items: Vec<_> = (0..n as i64)
         .map(|i| item(i, "car-t.qc.result_reported"))
@@ -346,15 +314,7 @@ async fn a_broker_that_comes_late_or_goes_mid_batch_loses_nothing() {
     let _cleanup = Cleanup::new(&settings, &[&q.name]);
 
     // The broker is down when the hub starts: the sink starts degraded.
-    let sink = AmqpSink::start(
-        "amqp",
-        settings.clone(),
-        Topology {
-            queues: vec![q.clone()],
-        },
-    )
-    .await
-    .expect("starts without the broker");
+    let sink = start_sink(&settings, &q).await;
     assert!(!sink.health().connected);
     let items: Vec<_> = (0..3000).map(|n| item(n, "car-t.qc.x")).collect();
     for r in sink.deliver(&items[..10]).await {

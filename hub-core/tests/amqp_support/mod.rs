@@ -10,7 +10,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use hub_core::sink::amqp::{AmqpSettings, QueueSpec};
+use hub_core::sink::amqp::{AmqpSettings, AmqpSink, QueueSpec, Topology};
 use hub_core::store::OutboxItem;
 use lapin::message::Delivery;
 use lapin::options::{
@@ -335,4 +335,17 @@ impl Drop for Proxy {
         self.down();
         self.accept.abort();
     }
+}
+
+/// Starts a sink whose topology is the one queue `q`.
+pub async fn start_sink(settings: &AmqpSettings, q: &QueueSpec) -> AmqpSink {
+    AmqpSink::start(
+        "amqp",
+        settings.clone(),
+        Topology {
+            queues: vec![q.clone()],
+        },
+    )
+    .await
+    .expect("the sink starts")
 }
