@@ -152,6 +152,26 @@ fn audit_replay(b: &mut Batch<'_>, actor: &str, id: i64, detail: &serde_json::Va
     ));
 }
 
+/// What every successful replay records: the dead letter marked replayed,
+/// a history line, an audit record; then the answer naming the sinks to wake.
+#[allow(clippy::too_many_arguments)]
+async fn replayed(
+    conn: &mut SqliteConnection,
+    b: &mut Batch<'_>,
+    id: i64,
+    actor: &str,
+    processed: bool,
+    detail: String,
+    audit: serde_json::Value,
+    sinks: Vec<String>,
+) -> Answered {
+    let now = b.now.clone();
+    mark_replayed(conn, id, &now, actor, processed).await?;
+    history(conn, id, &now, actor, "replayed", None, &detail).await?;
+    audit_replay(b, actor, id, &audit);
+    answer(DlqOutcome::Replayed { detail, sinks })
+}
+
 /// A message dead letter: the message's new outcome. Events are stored for
 /// the same message row (now `routed`); a new failure keeps the dead letter
 /// open with the new reason, one attempt more.
@@ -232,22 +252,15 @@ pub(crate) async fn replay_message<'a>(
                 evs.len(),
                 sinks.join(", ")
             );
-            mark_replayed(conn, id, &now, actor, true).await?;
-            history(conn, id, &now, actor, "replayed", None, &detail).await?;
             let event_ids: Vec<String> = evs
                 .iter()
                 .map(|e| e.event_id.hyphenated().to_string())
                 .collect();
-            audit_replay(
-                b,
-                actor,
-                id,
-                &json!({
-                    "outcome": "replayed", "stage": st.stage, "code": st.code, "message": row,
-                    "events": event_ids, "sinks": sinks, "unmatched": unmatched,
-                }),
-            );
-            return answer(DlqOutcome::Replayed { detail, sinks });
+            let audit = json!({
+                "outcome": "replayed", "stage": st.stage, "code": st.code, "message": row,
+                "events": event_ids, "sinks": sinks, "unmatched": unmatched,
+            });
+            return replayed(conn, b, id, actor, true, detail, audit, sinks).await;
         }
         IntakeOutcome::Failed(p) => (p, MessageStatus::Dead),
         IntakeOutcome::Rejected(p) => (p, MessageStatus::Rejected),
@@ -346,21 +359,11 @@ pub(crate) async fn replay_delivery(
             .fetch_one(&mut *conn)
             .await?;
     let detail = format!("outbox row {outbox_id} pending again for sink {sink}");
-    mark_replayed(conn, id, &now, actor, false).await?;
-    history(conn, id, &now, actor, "replayed", None, &detail).await?;
-    audit_replay(
-        b,
-        actor,
-        id,
-        &json!({
-            "outcome": "replayed", "stage": st.stage, "code": st.code, "outbox": outbox_id,
-            "event_id": event_id, "route": route, "sink": sink,
-        }),
-    );
-    answer(DlqOutcome::Replayed {
-        detail,
-        sinks: vec![sink],
-    })
+    let audit = json!({
+        "outcome": "replayed", "stage": st.stage, "code": st.code, "outbox": outbox_id,
+        "event_id": event_id, "route": route, "sink": sink,
+    });
+    replayed(conn, b, id, actor, false, detail, audit, vec![sink]).await
 }
 
 /// A broker dead letter of one of our events: a new pending outbox row to
@@ -421,22 +424,12 @@ pub(crate) async fn replay_consumed(
         "event {event_id} queued again as outbox row {outbox_id} to sink {sink} \
          (route {route}, routing key {routing_key})"
     );
-    mark_replayed(conn, id, &now, actor, false).await?;
-    history(conn, id, &now, actor, "replayed", None, &detail).await?;
-    audit_replay(
-        b,
-        actor,
-        id,
-        &json!({
-            "outcome": "replayed", "stage": st.stage, "code": st.code, "event_id": event_id,
-            "outbox": outbox_id, "copied_from": target, "route": route, "sink": sink,
-            "routing_key": routing_key,
-        }),
-    );
-    answer(DlqOutcome::Replayed {
-        detail,
-        sinks: vec![sink],
-    })
+    let audit = json!({
+        "outcome": "replayed", "stage": st.stage, "code": st.code, "event_id": event_id,
+        "outbox": outbox_id, "copied_from": target, "route": route, "sink": sink,
+        "routing_key": routing_key,
+    });
+    replayed(conn, b, id, actor, false, detail, audit, vec![sink]).await
 }
 
 /// An open dead letter marked purged by `actor` for `reason`. Nothing is
