@@ -3,7 +3,7 @@
 //! broker the way operations do. Synchronous on purpose, like the rest of
 //! the harness: each `Vhost` drives its own small tokio runtime.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -306,5 +306,54 @@ fn received(routing_key: &str, p: &BasicProperties, body: Vec<u8>) -> Received {
         timestamp: *p.timestamp(),
         headers,
         body,
+    }
+}
+
+/// Checks that every acked id arrived, and that repeats share an event id.
+pub fn assert_all_arrived(acked: &[String], got: &[Received]) {
+    let mut event_of: HashMap<String, String> = HashMap::new();
+    for m in got {
+        let ev = m.json();
+        let msg = ev["source"]["message_id"].as_str().unwrap().to_string();
+        let id = m.message_id.clone().expect("message_id set");
+        assert_eq!(ev["event_id"].as_str(), Some(id.as_str()));
+        if let Some(prev) = event_of.insert(msg.clone(), id.clone()) {
+            assert_eq!(prev, id, "{msg} arrived twice under different message ids");
+        }
+    }
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|a| !event_of.contains_key(*a))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} AA'd message(s) never reached RabbitMQ, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
+}
+
+/// Drains `queue` until every acked id has arrived or nothing more comes.
+pub fn drain(v: &mut Vhost, queue: &str, acked: &[String]) -> Vec<Received> {
+    let want: HashSet<&String> = acked.iter().collect();
+    let mut got: Vec<Received> = Vec::new();
+    loop {
+        let batch = v.take(queue, 100_000, Duration::from_secs(5));
+        if batch.is_empty() {
+            return got;
+        }
+        got.extend(batch);
+        let seen: HashSet<String> = got
+            .iter()
+            .map(|m| {
+                m.json()["source"]["message_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        if want.iter().all(|w| seen.contains(*w)) {
+            return got;
+        }
     }
 }

@@ -3,11 +3,8 @@
 //! moment). Partners keep getting AA; afterwards every AA'd message's event
 //! is in the queue, duplicates only ever under the same message_id.
 
-use std::collections::HashMap;
-use std::time::Duration;
-
 use contract_tests::load::Load;
-use contract_tests::rabbit::{rabbitmqctl, Vhost};
+use contract_tests::rabbit::{assert_all_arrived, drain, rabbitmqctl, Vhost};
 use contract_tests::{Hub, Setup};
 
 /// Starts the broker's application again however the test ends.
@@ -58,35 +55,6 @@ fn a_broker_stopped_and_started_mid_stream_loses_nothing() {
         hub.log()
     );
 
-    let mut event_of: HashMap<String, String> = HashMap::new();
-    loop {
-        let got = v.take("cgt.qc", 100_000, Duration::from_secs(5));
-        if got.is_empty() {
-            break;
-        }
-        for m in got {
-            let msg = m.json()["source"]["message_id"]
-                .as_str()
-                .unwrap()
-                .to_string();
-            let id = m.message_id.clone().expect("message_id");
-            if let Some(prev) = event_of.insert(msg.clone(), id.clone()) {
-                assert_eq!(prev, id, "{msg} came twice under different ids");
-            }
-        }
-        if acked.iter().all(|a| event_of.contains_key(a)) {
-            break;
-        }
-    }
-    let lost: Vec<&String> = acked
-        .iter()
-        .filter(|a| !event_of.contains_key(*a))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} AA'd message(s) never reached RabbitMQ, e.g. {:?}:\n{}",
-        lost.len(),
-        lost.first(),
-        hub.log()
-    );
+    let got = drain(&mut v, "cgt.qc", &acked);
+    assert_all_arrived(&acked, &got);
 }

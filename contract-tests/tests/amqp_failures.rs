@@ -3,11 +3,8 @@
 //! keep getting AA meanwhile; after recovery every AA'd message's event is in
 //! the queue, and a duplicate only ever repeats the same message_id.
 
-use std::collections::{HashMap, HashSet};
-use std::time::Duration;
-
 use contract_tests::load::Load;
-use contract_tests::rabbit::{Received, Vhost};
+use contract_tests::rabbit::{assert_all_arrived, drain, Vhost};
 use contract_tests::{http_get, Hub, Setup};
 
 const ROUTES: &str = "[[route]]\nname = \"qc\"\nkinds = [\"qc.*\"]\nsink = \"rabbitmq\"\n\
@@ -24,55 +21,6 @@ fn rabbit_hub(v: &Vhost) -> Hub {
         config_extra: Some(&extra),
         ..Setup::default()
     })
-}
-
-/// Checks that every acked id arrived, and that repeats share an event id.
-fn assert_all_arrived(acked: &[String], got: &[Received]) {
-    let mut event_of: HashMap<String, String> = HashMap::new();
-    for m in got {
-        let ev = m.json();
-        let msg = ev["source"]["message_id"].as_str().unwrap().to_string();
-        let id = m.message_id.clone().expect("message_id set");
-        assert_eq!(ev["event_id"].as_str(), Some(id.as_str()));
-        if let Some(prev) = event_of.insert(msg.clone(), id.clone()) {
-            assert_eq!(prev, id, "{msg} arrived twice under different message ids");
-        }
-    }
-    let lost: Vec<&String> = acked
-        .iter()
-        .filter(|a| !event_of.contains_key(*a))
-        .collect();
-    assert!(
-        lost.is_empty(),
-        "{} AA'd message(s) never reached RabbitMQ, e.g. {:?}",
-        lost.len(),
-        lost.first()
-    );
-}
-
-/// Drains the queue until every acked id has arrived or nothing more comes.
-fn drain(v: &mut Vhost, acked: &[String]) -> Vec<Received> {
-    let want: HashSet<&String> = acked.iter().collect();
-    let mut got: Vec<Received> = Vec::new();
-    loop {
-        let batch = v.take("cgt.qc", 100_000, Duration::from_secs(5));
-        if batch.is_empty() {
-            return got;
-        }
-        got.extend(batch);
-        let seen: HashSet<String> = got
-            .iter()
-            .map(|m| {
-                m.json()["source"]["message_id"]
-                    .as_str()
-                    .unwrap()
-                    .to_string()
-            })
-            .collect();
-        if want.iter().all(|w| seen.contains(*w)) {
-            return got;
-        }
-    }
 }
 
 fn health(hub: &Hub) -> serde_json::Value {
@@ -95,7 +43,7 @@ fn connections_dropped_mid_stream_lose_nothing() {
     hub.wait_delivered();
     let h = health(&hub);
     assert_eq!(h["status"], "ok", "recovered: {h}");
-    let got = drain(&mut v, &acked);
+    let got = drain(&mut v, "cgt.qc", &acked);
     assert_all_arrived(&acked, &got);
     assert!(
         hub.log().contains("reconnect"),
@@ -114,7 +62,7 @@ fn a_hub_killed_mid_stream_publishes_every_acked_event_after_restart() {
     assert!(acked.len() < 8000, "the kill landed mid-stream");
     hub.restart();
     hub.wait_delivered();
-    let got = drain(&mut v, &acked);
+    let got = drain(&mut v, "cgt.qc", &acked);
     assert_all_arrived(&acked, &got);
 }
 
@@ -148,6 +96,6 @@ fn a_broker_that_is_down_degrades_health_but_not_intake() {
     ]);
     hub.wait_delivered();
     hub.wait_for("health to recover", || health(&hub)["status"] == "ok");
-    let got = drain(&mut v, &acked);
+    let got = drain(&mut v, "cgt.qc", &acked);
     assert_all_arrived(&acked, &got);
 }
