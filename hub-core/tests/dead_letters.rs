@@ -1,9 +1,12 @@
-//! Dead letters on real SQLite files: what an operator lists, broker dead
-//! letters kept once however often they come, purges (with a reason, kept,
-//! final), the schema's guards, the migration of rows written before, and
-//! a read-only store beside the writer.
+//! Dead letters on a real SQLite file and on a PostgreSQL database (each
+//! test body runs on both, see `on_both!`): what an operator lists, broker
+//! dead letters kept once however often they come, purges (with a reason,
+//! kept, final), the schema's guards, a read-only store beside the writer,
+//! a schema behind reported and migrated; and, on SQLite only, the
+//! migration of rows written before the dead-letter lifecycle.
 
 mod dead_letters_support;
+mod store_fixtures;
 
 use chrono::{TimeZone, Utc};
 use dead_letters_support::*;
@@ -13,7 +16,7 @@ use hub_core::store::{
     BrokerDeadLetter, DeadLetterFilter, DeadLetterStatus, DlqOutcome, MessageStatus, Store,
     StoreError,
 };
-use sqlx::{ConnectOptions, Connection};
+use store_fixtures::{on_both, TestDb};
 
 const ACTOR: &str = "bob@ops-2";
 
@@ -33,9 +36,14 @@ fn broker_dead(message_id: Option<&str>, count: u32) -> BrokerDeadLetter {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_list_shows_what_an_operator_needs_and_filters_newest_first() {
-    let s = setup().await;
+on_both!(
+    the_list_shows_what_an_operator_needs_and_filters_newest_first,
+    the_list_shows_what_an_operator_needs_and_filters_newest_first_sqlite,
+    the_list_shows_what_an_operator_needs_and_filters_newest_first_postgres
+);
+
+async fn the_list_shows_what_an_operator_needs_and_filters_newest_first(db: &TestDb) {
+    let s = setup(db).await;
     let failed = s.send("L1;COI-1").await;
     s.connector.fix();
     s.send("L2;COI-2").await;
@@ -132,9 +140,14 @@ async fn the_list_shows_what_an_operator_needs_and_filters_newest_first() {
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_dead_letter_delivered_twice_is_kept_once() {
-    let s = setup().await;
+on_both!(
+    a_broker_dead_letter_delivered_twice_is_kept_once,
+    a_broker_dead_letter_delivered_twice_is_kept_once_sqlite,
+    a_broker_dead_letter_delivered_twice_is_kept_once_postgres
+);
+
+async fn a_broker_dead_letter_delivered_twice_is_kept_once(db: &TestDb) {
+    let s = setup(db).await;
     let first = s
         .store
         .dead_from_broker(broker_dead(Some("e-1"), 1))
@@ -191,9 +204,14 @@ async fn a_broker_dead_letter_delivered_twice_is_kept_once() {
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_purge_needs_a_reason_keeps_everything_and_is_final() {
-    let s = setup().await;
+on_both!(
+    a_purge_needs_a_reason_keeps_everything_and_is_final,
+    a_purge_needs_a_reason_keeps_everything_and_is_final_sqlite,
+    a_purge_needs_a_reason_keeps_everything_and_is_final_postgres
+);
+
+async fn a_purge_needs_a_reason_keeps_everything_and_is_final(db: &TestDb) {
+    let s = setup(db).await;
     let r = s.send("P1;COI-1").await;
     let id = s.dead_letter_of(r.message_row).await;
 
@@ -278,52 +296,29 @@ async fn a_purge_needs_a_reason_keeps_everything_and_is_final() {
     assert!(matches!(again[0].outcome, DlqOutcome::Refused { .. }));
     let twice = s.store.purge_dead_letter(id, ACTOR, "again").await.unwrap();
     assert!(matches!(twice, DlqOutcome::Refused { .. }));
-    let mut raw = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(s.dir.path().join("cgthub.db"))
-        .connect()
-        .await
-        .unwrap();
+    let mut raw = db.raw().await;
     for sql in [
         format!("DELETE FROM dead_letters WHERE id = {id}"),
         format!("UPDATE dead_letters SET status = 'open' WHERE id = {id}"),
         "UPDATE dead_letters SET status = 'gone'".to_string(),
         "DELETE FROM dead_letter_history".to_string(),
     ] {
-        assert!(sqlx::query(&sql).execute(&mut raw).await.is_err(), "{sql}");
+        assert!(raw.execute(&sql).await.is_err(), "{sql}");
     }
-    raw.close().await.unwrap();
+    raw.close().await;
     assert!(s.store.verify_audit().await.unwrap().is_ok());
     s.store.close().await;
 }
 
-/// Applies only the shipped migrations before 0003, as a hub of the
-/// previous release would have.
-async fn old_schema(db: &std::path::Path) -> sqlx::SqliteConnection {
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
-    let old = tempfile::tempdir().unwrap();
-    for f in ["0001_store.sql", "0002_outbox_routing_key.sql"] {
-        std::fs::copy(src.join(f), old.path().join(f)).unwrap();
-    }
-    let mut conn = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .create_if_missing(true)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::migrate::Migrator::new(old.path())
-        .await
-        .unwrap()
-        .run(&mut conn)
-        .await
-        .unwrap();
-    conn
-}
-
+/// SQLite-only: 0003 filled in the dead-letter lifecycle columns of rows
+/// SQLite hubs of the previous release wrote; PostgreSQL stores began with
+/// those columns (their first schema is SQLite's 0001 to 0003), so no
+/// PostgreSQL database holds such rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rows_written_before_the_migration_are_filled_in() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("cgthub.db");
-    let mut conn = old_schema(&db).await;
+async fn rows_written_before_the_migration_are_filled_in_sqlite() {
+    let db = TestDb::sqlite().await;
+    assert_eq!(db.old_schema().await, 2, "before 0003");
+    let mut conn = db.raw().await;
     let t0 = "2026-11-20T10:00:00.000Z";
     let t1 = "2026-11-20T10:00:05.000Z";
     let t2 = "2026-11-20T11:00:00.000Z";
@@ -351,11 +346,11 @@ async fn rows_written_before_the_migration_are_filled_in() {
              (2, 1, 'e1', 'r', 'file', 'deliver', 'transient', 'delivery_failed', 'EIO', 10, '{t2}')"
         ),
     ] {
-        sqlx::query(&sql).execute(&mut conn).await.unwrap();
+        conn.execute(&sql).await.unwrap();
     }
-    conn.close().await.unwrap();
+    conn.close().await;
 
-    let store = Store::open(options(dir.path())).await.unwrap();
+    let store = Store::open(db.options()).await.unwrap();
     let f = DeadLetterFilter {
         status: None,
         ..DeadLetterFilter::default()
@@ -389,11 +384,16 @@ async fn rows_written_before_the_migration_are_filled_in() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_read_only_store_reads_beside_the_writer_and_refuses_writes() {
-    let s = setup().await;
+on_both!(
+    a_read_only_store_reads_beside_the_writer_and_refuses_writes,
+    a_read_only_store_reads_beside_the_writer_and_refuses_writes_sqlite,
+    a_read_only_store_reads_beside_the_writer_and_refuses_writes_postgres
+);
+
+async fn a_read_only_store_reads_beside_the_writer_and_refuses_writes(db: &TestDb) {
+    let s = setup(db).await;
     s.send("R1;COI-1").await;
-    let ro = Store::open_read_only(options(s.dir.path())).await.unwrap();
+    let ro = Store::open_read_only(db.options()).await.unwrap();
     let rows = ro.list_dead_letters(&Default::default()).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert!(ro.dead_letter_detail(rows[0].id).await.unwrap().is_some());
@@ -404,27 +404,119 @@ async fn a_read_only_store_reads_beside_the_writer_and_refuses_writes() {
     assert!(matches!(err, StoreError::Closed), "{err:?}");
     ro.close().await;
 
-    let nowhere = tempfile::tempdir().unwrap();
-    assert!(Store::open_read_only(options(nowhere.path()))
-        .await
-        .is_err());
+    let nowhere = db.missing();
+    assert!(Store::open_read_only(nowhere.clone()).await.is_err());
+    assert!(!TestDb::exists(&nowhere).await, "nothing created");
+    let old = db.another().await;
+    let found = old.old_schema().await;
+    let err = Store::open_read_only(old.options()).await.err().unwrap();
     assert!(
-        !nowhere.path().join("cgthub.db").exists(),
-        "nothing created"
-    );
-    let old = tempfile::tempdir().unwrap();
-    old_schema(&old.path().join("cgthub.db"))
-        .await
-        .close()
-        .await
-        .unwrap();
-    let err = Store::open_read_only(options(old.path()))
-        .await
-        .err()
-        .unwrap();
-    assert!(
-        matches!(err, StoreError::SchemaBehind { found: 2, .. }),
+        matches!(err, StoreError::SchemaBehind { found: f, .. } if f == found),
         "{err:?}"
     );
     s.store.close().await;
+}
+
+on_both!(
+    a_schema_behind_is_reported_and_migrated,
+    a_schema_behind_is_reported_and_migrated_sqlite,
+    a_schema_behind_is_reported_and_migrated_postgres
+);
+
+/// `cgthub check` and `cgthub migrate` on a database of an older release.
+async fn a_schema_behind_is_reported_and_migrated(db: &TestDb) {
+    let found = db.old_schema().await;
+    let (applied, known) = Store::schema_status(&db.options()).await.unwrap();
+    assert_eq!(applied, found);
+    assert!(known > found, "{found} {known}");
+    let err = Store::open_read_only(db.options()).await.err().unwrap();
+    assert!(
+        matches!(err, StoreError::SchemaBehind { found: f, needed } if f == found && needed == known),
+        "{err:?}"
+    );
+    assert_eq!(Store::migrate(&db.options()).await.unwrap(), (found, known));
+    assert_eq!(
+        Store::schema_status(&db.options()).await.unwrap(),
+        (known, known)
+    );
+    assert_eq!(
+        Store::migrate(&db.options()).await.unwrap(),
+        (known, known),
+        "nothing left to do"
+    );
+    let ro = Store::open_read_only(db.options()).await.unwrap();
+    assert_eq!(ro.backend(), db.backend());
+    assert_eq!(ro.counts().await.unwrap().total_messages(), 0);
+    ro.close().await;
+    let store = Store::open(db.options()).await.unwrap();
+    store
+        .intake(hub_core::store::IntakeRecord {
+            inbound: hub_core::Inbound::new(
+                KIND,
+                "ACME",
+                "text/plain",
+                Some("AFTER".into()),
+                bytes::Bytes::from_static(b"x"),
+                "127.0.0.1:9",
+            ),
+            outcome: hub_core::store::IntakeOutcome::Events(vec![]),
+        })
+        .await
+        .unwrap();
+    store.close().await;
+}
+
+/// PostgreSQL: a database no hub has opened yet is at version 0, and
+/// opening the store there creates the schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_database_is_at_version_zero_postgres() {
+    let db = TestDb::postgres().await;
+    let (applied, known) = Store::schema_status(&db.options()).await.unwrap();
+    assert_eq!(applied, 0);
+    let store = Store::open(db.options()).await.unwrap();
+    store.close().await;
+    assert_eq!(
+        Store::schema_status(&db.options()).await.unwrap(),
+        (known, known)
+    );
+}
+
+/// Two hubs consuming the broker's dead-letter queue on one PostgreSQL: a
+/// dead message redelivered to the other hub while the first keeps it is
+/// still kept once. PostgreSQL only (one SQLite hub consumes alone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_dead_letter_at_two_hubs_at_once_is_kept_once_postgres() {
+    let db = TestDb::postgres().await;
+    let lease = std::time::Duration::from_millis(300);
+    let a = Store::open(db.instance("a", lease)).await.unwrap();
+    let b = Store::open(db.instance("b", lease)).await.unwrap();
+    const N: usize = 20;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        for s in [&a, &b] {
+            let s = s.clone();
+            tasks.push(tokio::spawn(async move {
+                s.dead_from_broker(broker_dead(Some(&format!("e-{i}")), 1))
+                    .await
+            }));
+        }
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().unwrap());
+    }
+    for (i, pair) in ids.chunks(2).enumerate() {
+        assert_eq!(pair[0], pair[1], "e-{i}: one dead letter");
+    }
+    let counts = a.counts().await.unwrap();
+    assert_eq!(counts.dead_letters, N as u64);
+    assert_eq!(
+        counts.messages(MessageStatus::Dead),
+        N as u64,
+        "one body row each"
+    );
+    let check = b.verify_audit().await.unwrap();
+    assert_eq!((check.records, check.first_bad), (N as u64, None));
+    a.close().await;
+    b.close().await;
 }

@@ -1,11 +1,13 @@
 //! Replaying dead letters from the stage that failed, through the hub, on
-//! real SQLite files: a message processed again (failing again, then
+//! a real SQLite file and on a PostgreSQL database (each test body runs on
+//! both, see `on_both!`): a message processed again (failing again, then
 //! succeeding), a resend that superseded it, a delivery queued again (and
 //! reopening its dead letter when it fails again), a broker dead letter of
 //! our event published again, replay of all open ones with a code; each
 //! with its error chain and audit records, and the audit chain intact.
 
 mod dead_letters_support;
+mod store_fixtures;
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use hub_core::dead_letters::DeadLetterSelection;
 use hub_core::error::ErrorClass;
 use hub_core::store::{BrokerDeadLetter, DeadLetterStatus, DlqOutcome, EventFilter, MessageStatus};
 use hub_core::Outcome;
+use store_fixtures::{on_both, TestDb};
 
 const ACTOR: &str = "alice@ops-1";
 
@@ -36,9 +39,14 @@ async fn woken(s: &Setup) -> bool {
         .is_ok()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping() {
-    let s = setup().await;
+on_both!(
+    a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping,
+    a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping_sqlite,
+    a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping_postgres
+);
+
+async fn a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping(db: &TestDb) {
+    let s = setup(db).await;
     let receipt = s.send("M1;COI-9").await;
     assert!(matches!(receipt.outcome, Outcome::Failed(_)));
     let id = s.dead_letter_of(receipt.message_row).await;
@@ -146,9 +154,14 @@ async fn a_failed_message_fails_again_then_is_processed_with_the_fixed_mapping()
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_message_resent_and_accepted_meanwhile_supersedes_the_replay() {
-    let s = setup().await;
+on_both!(
+    a_message_resent_and_accepted_meanwhile_supersedes_the_replay,
+    a_message_resent_and_accepted_meanwhile_supersedes_the_replay_sqlite,
+    a_message_resent_and_accepted_meanwhile_supersedes_the_replay_postgres
+);
+
+async fn a_message_resent_and_accepted_meanwhile_supersedes_the_replay(db: &TestDb) {
+    let s = setup(db).await;
     let first = s.send("M2;COI-1").await;
     let id = s.dead_letter_of(first.message_row).await;
     s.connector.fix();
@@ -174,9 +187,14 @@ async fn a_message_resent_and_accepted_meanwhile_supersedes_the_replay() {
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again() {
-    let s = setup().await;
+on_both!(
+    a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again,
+    a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again_sqlite,
+    a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again_postgres
+);
+
+async fn a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again(db: &TestDb) {
+    let s = setup(db).await;
     s.connector.fix();
     s.send("D1;COI-3").await;
     let now = Utc::now() + chrono::Duration::seconds(1);
@@ -264,9 +282,14 @@ async fn a_failed_delivery_is_queued_again_and_reopens_when_it_fails_again() {
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_delivery_to_a_sink_this_hub_does_not_run_is_refused() {
-    let s = setup_with(true).await;
+on_both!(
+    a_delivery_to_a_sink_this_hub_does_not_run_is_refused,
+    a_delivery_to_a_sink_this_hub_does_not_run_is_refused_sqlite,
+    a_delivery_to_a_sink_this_hub_does_not_run_is_refused_postgres
+);
+
+async fn a_delivery_to_a_sink_this_hub_does_not_run_is_refused(db: &TestDb) {
+    let s = setup_with(db, true).await;
     s.connector.fix();
     s.send("G1;COI-3").await;
     let now = Utc::now() + chrono::Duration::seconds(1);
@@ -312,9 +335,14 @@ fn broker_dead(message_id: Option<String>, routing_key: &str) -> BrokerDeadLette
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_broker_dead_letter_of_our_event_is_published_again_through_its_route() {
-    let s = setup().await;
+on_both!(
+    a_broker_dead_letter_of_our_event_is_published_again_through_its_route,
+    a_broker_dead_letter_of_our_event_is_published_again_through_its_route_sqlite,
+    a_broker_dead_letter_of_our_event_is_published_again_through_its_route_postgres
+);
+
+async fn a_broker_dead_letter_of_our_event_is_published_again_through_its_route(db: &TestDb) {
+    let s = setup(db).await;
     s.connector.fix();
     s.send("B1;COI-5").await;
     let now = Utc::now() + chrono::Duration::seconds(1);
@@ -375,9 +403,14 @@ async fn a_broker_dead_letter_of_our_event_is_published_again_through_its_route(
     s.store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn replay_of_all_open_ones_with_a_code_and_of_unknown_ids() {
-    let s = setup().await;
+on_both!(
+    replay_of_all_open_ones_with_a_code_and_of_unknown_ids,
+    replay_of_all_open_ones_with_a_code_and_of_unknown_ids_sqlite,
+    replay_of_all_open_ones_with_a_code_and_of_unknown_ids_postgres
+);
+
+async fn replay_of_all_open_ones_with_a_code_and_of_unknown_ids(db: &TestDb) {
+    let s = setup(db).await;
     let mut rows = Vec::new();
     for n in 0..5 {
         rows.push(s.send(&format!("A{n};COI-{n}")).await.message_row);

@@ -1,5 +1,7 @@
-//! The store on real SQLite files: intake and read back, dedup (also within
-//! one batch), failed and rejected messages, group commit.
+//! The store on a real SQLite file and on a PostgreSQL database (each test
+//! body runs on both, see `on_both!`): intake and read back, dedup (also
+//! within one batch, and across two hubs on one PostgreSQL), failed and
+//! rejected messages, group commit.
 
 mod store_fixtures;
 
@@ -14,13 +16,17 @@ use hub_core::store::{
     Store, StoreOptions,
 };
 use hub_core::{Outcome, Problem, TherapyEvent};
-use sqlx::Connection;
 use store_fixtures::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn intake_of_events_reads_back() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(options(dir.path())).await.unwrap();
+on_both!(
+    intake_of_events_reads_back,
+    intake_of_events_reads_back_sqlite,
+    intake_of_events_reads_back_postgres
+);
+
+async fn intake_of_events_reads_back(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    assert_eq!(store.backend(), db.backend());
     let (a, b) = (event("COI-1"), event("COI-2"));
     let rec = IntakeRecord {
         inbound: inbound("ACME", Some("M1"), "{\"scan\":1}"),
@@ -85,10 +91,14 @@ async fn intake_of_events_reads_back() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(options(dir.path())).await.unwrap();
+on_both!(
+    a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored,
+    a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored_sqlite,
+    a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored_postgres
+);
+
+async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
     let first = store
         .intake(routed("ACME", "M1", &["jsonl"]))
         .await
@@ -164,18 +174,22 @@ async fn a_repeat_is_acknowledged_with_the_original_outcome_and_not_stored() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_copies_in_one_batch_store_one_message() {
-    let dir = tempfile::tempdir().unwrap();
+on_both!(
+    two_copies_in_one_batch_store_one_message,
+    two_copies_in_one_batch_store_one_message_sqlite,
+    two_copies_in_one_batch_store_one_message_postgres
+);
+
+async fn two_copies_in_one_batch_store_one_message(db: &TestDb) {
     let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
     let seen = Arc::clone(&batches);
     let store = Store::open(StoreOptions {
         on_batch: Some(Arc::new(move |s| seen.lock().unwrap().push(s))),
-        ..options(dir.path())
+        ..db.options()
     })
     .await
     .unwrap();
-    let lock = hold_write_lock(dir.path()).await;
+    let lock = db.hold_write_lock().await;
     // The writer takes the filler and waits for the lock; both copies queue.
     let filler = tokio::spawn({
         let s = store.clone();
@@ -189,7 +203,7 @@ async fn two_copies_in_one_batch_store_one_message() {
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(200)).await;
-    lock.close().await.unwrap();
+    lock.release().await;
     filler.await.unwrap().unwrap();
     let mut receipts = Vec::new();
     for c in copies {
@@ -208,10 +222,14 @@ async fn two_copies_in_one_batch_store_one_message() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_and_rejected_keep_the_error_and_the_payload() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(options(dir.path())).await.unwrap();
+on_both!(
+    failed_and_rejected_keep_the_error_and_the_payload,
+    failed_and_rejected_keep_the_error_and_the_payload_sqlite,
+    failed_and_rejected_keep_the_error_and_the_payload_postgres
+);
+
+async fn failed_and_rejected_keep_the_error_and_the_payload(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
     let failed = store
         .intake(IntakeRecord {
             inbound: inbound("LAB", Some("F1"), "MSH|bad"),
@@ -274,9 +292,13 @@ async fn failed_and_rejected_keep_the_error_and_the_payload() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_intakes_share_commits_and_are_readable_after_their_receipt() {
-    let dir = tempfile::tempdir().unwrap();
+on_both!(
+    concurrent_intakes_share_commits_and_are_readable_after_their_receipt,
+    concurrent_intakes_share_commits_and_are_readable_after_their_receipt_sqlite,
+    concurrent_intakes_share_commits_and_are_readable_after_their_receipt_postgres
+);
+
+async fn concurrent_intakes_share_commits_and_are_readable_after_their_receipt(db: &TestDb) {
     let commits = Arc::new(AtomicUsize::new(0));
     let messages = Arc::new(AtomicUsize::new(0));
     let (c, m) = (Arc::clone(&commits), Arc::clone(&messages));
@@ -285,7 +307,7 @@ async fn concurrent_intakes_share_commits_and_are_readable_after_their_receipt()
             c.fetch_add(1, Ordering::SeqCst);
             m.fetch_add(s.messages, Ordering::SeqCst);
         })),
-        ..options(dir.path())
+        ..db.options()
     })
     .await
     .unwrap();
@@ -319,4 +341,65 @@ async fn concurrent_intakes_share_commits_and_are_readable_after_their_receipt()
     assert!(commits < 200, "{commits} commits for 200 intakes");
     assert_eq!(messages.load(Ordering::SeqCst), 200);
     store.close().await;
+}
+
+/// Two hubs on one PostgreSQL (a partner may connect to either): the same
+/// message id given to both at once is one message row, stored once; both
+/// answer with that row and its outcome, one of them as a duplicate.
+/// PostgreSQL only: SQLite is one hub's embedded store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_message_at_two_hubs_at_once_is_stored_once_postgres() {
+    let db = TestDb::postgres().await;
+    let lease = Duration::from_millis(300);
+    let a = Store::open(db.instance("a", lease)).await.unwrap();
+    let b = Store::open(db.instance("b", lease)).await.unwrap();
+    const N: usize = 40;
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let id = format!("TWICE-{i}");
+        for s in [&a, &b] {
+            let (s, id) = (s.clone(), id.clone());
+            tasks.push(tokio::spawn(async move {
+                s.intake(routed("ACME", &id, &["amqp"])).await
+            }));
+        }
+    }
+    let mut receipts = Vec::new();
+    for t in tasks {
+        receipts.push(t.await.unwrap().unwrap());
+    }
+    for (i, pair) in receipts.chunks(2).enumerate() {
+        let (x, y) = (&pair[0], &pair[1]);
+        assert_eq!(x.message_row, y.message_row, "TWICE-{i}: one message row");
+        assert!(
+            x.duplicate != y.duplicate,
+            "TWICE-{i}: one duplicate: {pair:?}"
+        );
+        assert_eq!(x.outcome, Outcome::Accepted { events: 1 }, "TWICE-{i}");
+        assert_eq!(y.outcome, Outcome::Accepted { events: 1 }, "TWICE-{i}");
+        let msg = a.message(x.message_row).await.unwrap().unwrap();
+        assert_eq!(msg.message_id, Some(format!("TWICE-{i}")));
+        assert_eq!(msg.events.len(), 1, "TWICE-{i}: the events of one copy");
+    }
+    for s in [&a, &b] {
+        let counts = s.counts().await.unwrap();
+        assert_eq!(
+            (counts.total_messages(), counts.events),
+            (N as u64, N as u64)
+        );
+        let stats = s.outbox_stats(Utc::now()).await.unwrap();
+        assert_eq!(stats.pending, N as u64, "one outbox row per message");
+    }
+    // And once more, after the fact: either hub answers with the original.
+    for s in [&a, &b] {
+        let again = s
+            .intake(routed("ACME", "TWICE-0", &["amqp"]))
+            .await
+            .unwrap();
+        assert!(again.duplicate);
+        assert_eq!(again.message_row, receipts[0].message_row);
+    }
+    assert!(a.verify_audit().await.unwrap().is_ok());
+    a.close().await;
+    b.close().await;
 }

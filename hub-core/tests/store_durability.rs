@@ -1,5 +1,6 @@
-//! The store across reopen and close, on real SQLite files, and one bad
-//! write that must not take its batch down with it.
+//! The store across reopen and close, on a real SQLite file and on a
+//! PostgreSQL database (each test body runs on both, see `on_both!`), and
+//! one bad write that must not take its batch down with it.
 
 mod store_fixtures;
 
@@ -14,13 +15,16 @@ use hub_core::store::{
 };
 use hub_core::{Outcome, Problem};
 use serde_json::json;
-use sqlx::Connection;
 use store_fixtures::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn everything_is_there_after_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(options(dir.path())).await.unwrap();
+on_both!(
+    everything_is_there_after_reopen,
+    everything_is_there_after_reopen_sqlite,
+    everything_is_there_after_reopen_postgres
+);
+
+async fn everything_is_there_after_reopen(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
     let routed_row = store
         .intake(routed("ACME", "M1", &["jsonl"]))
         .await
@@ -39,7 +43,7 @@ async fn everything_is_there_after_reopen() {
     store.close().await;
     drop(store);
 
-    let store = Store::open(options(dir.path())).await.unwrap();
+    let store = Store::open(db.options()).await.unwrap();
     let msg = store
         .message(routed_row.message_row)
         .await
@@ -74,19 +78,18 @@ async fn everything_is_there_after_reopen() {
     store.close().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_closed_store_refuses_work() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(StoreOptions {
-        url: format!("sqlite://{}", dir.path().join("a/b/cgthub.db").display()),
-        ..StoreOptions::default()
-    })
-    .await
-    .unwrap();
-    assert!(
-        dir.path().join("a/b/cgthub.db").exists(),
-        "parent dirs created"
-    );
+on_both!(
+    a_closed_store_refuses_work,
+    a_closed_store_refuses_work_sqlite,
+    a_closed_store_refuses_work_postgres
+);
+
+async fn a_closed_store_refuses_work(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    store
+        .intake(routed("ACME", "M0", &["jsonl"]))
+        .await
+        .unwrap();
     let clone = store.clone();
     store.close().await;
     store.close().await;
@@ -98,6 +101,26 @@ async fn a_closed_store_refuses_work() {
     assert_eq!(err.class(), ErrorClass::Fatal);
     let err = clone.counts().await.unwrap_err();
     assert!(matches!(err, StoreError::Closed), "{err}");
+    let err = clone.delivered(vec![1]).await.unwrap_err();
+    assert!(matches!(err, StoreError::Closed), "{err}");
+}
+
+/// SQLite-only: about SQLite URLs and files (parent directories made, an
+/// in-memory database refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_url_gets_its_directories_and_memory_is_refused_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions {
+        url: format!("sqlite://{}", dir.path().join("a/b/cgthub.db").display()),
+        ..StoreOptions::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        dir.path().join("a/b/cgthub.db").exists(),
+        "parent dirs created"
+    );
+    store.close().await;
 
     let err = Store::open(StoreOptions {
         url: "sqlite::memory:".into(),
@@ -109,17 +132,38 @@ async fn a_closed_store_refuses_work() {
     assert!(matches!(err, StoreError::Config { .. }), "{err}");
 }
 
+/// PostgreSQL-only: the database must exist (the store creates the schema,
+/// not the database), and the error names it without the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_database_that_does_not_exist_is_refused_postgres() {
+    let db = TestDb::postgres().await;
+    let missing = db.missing();
+    let err = Store::open(missing.clone()).await.err().unwrap();
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(!TestDb::exists(&missing).await, "nothing created");
+    let with_password = StoreOptions {
+        url: missing.url.replace("postgres@", "postgres:s3cret@"),
+        ..missing
+    };
+    let err = Store::open(with_password).await.err().unwrap();
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+on_both!(
+    one_bad_write_does_not_fail_its_batch,
+    one_bad_write_does_not_fail_its_batch_sqlite,
+    one_bad_write_does_not_fail_its_batch_postgres
+);
+
 /// One write that violates a constraint (an event id already stored) is
 /// refused on its own; the writes that shared its transaction are retried
 /// and committed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_bad_write_does_not_fail_its_batch() {
-    let dir = tempfile::tempdir().unwrap();
+async fn one_bad_write_does_not_fail_its_batch(db: &TestDb) {
     let batches: Arc<Mutex<Vec<BatchStats>>> = Arc::default();
     let seen = Arc::clone(&batches);
     let store = Store::open(StoreOptions {
         on_batch: Some(Arc::new(move |s| seen.lock().unwrap().push(s))),
-        ..options(dir.path())
+        ..db.options()
     })
     .await
     .unwrap();
@@ -132,7 +176,7 @@ async fn one_bad_write_does_not_fail_its_batch() {
         inbound: inbound("ACME", Some("FIRST"), "{}"),
         outcome: clash.outcome.clone(),
     };
-    let lock = hold_write_lock(dir.path()).await;
+    let lock = db.hold_write_lock().await;
     let spawn = |rec: IntakeRecord| {
         let s = store.clone();
         tokio::spawn(async move { s.intake(rec).await })
@@ -142,7 +186,7 @@ async fn one_bad_write_does_not_fail_its_batch() {
     let good = spawn(routed("ACME", "GOOD", &["jsonl"]));
     let bad = spawn(clash);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    lock.close().await.unwrap();
+    lock.release().await;
 
     assert!(!original.await.unwrap().unwrap().duplicate);
     assert!(!good.await.unwrap().unwrap().duplicate);

@@ -13,7 +13,9 @@
 //! unambiguous (`("ab","c")` and `("a","bc")` differ).
 
 use sha2::{Digest, Sha256};
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection, SqlitePool};
+use sqlx::QueryBuilder;
+
+use super::db::{on_db, Conn, Pool};
 
 use super::StoreError;
 
@@ -85,11 +87,12 @@ pub(crate) struct AuditHead {
 }
 
 impl AuditHead {
-    pub(crate) async fn load(conn: &mut SqliteConnection) -> Result<Self, sqlx::Error> {
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
-                .fetch_optional(conn)
-                .await?;
+    pub(crate) async fn load(conn: &mut Conn) -> Result<Self, sqlx::Error> {
+        let row: Option<(i64, String)> = on_db!(conn, |c| sqlx::query_as(
+            "SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1"
+        )
+        .fetch_optional(c)
+        .await)?;
         Ok(match row {
             Some((last_id, last_hash)) => AuditHead { last_id, last_hash },
             None => AuditHead {
@@ -128,34 +131,33 @@ fn chain_hash(prev_hash: &str, id: i64, at: &str, d: &AuditDraft) -> String {
 }
 
 /// Inserts chained rows (in one statement per 4,000 rows).
-pub(crate) async fn insert(
-    conn: &mut SqliteConnection,
-    rows: &[AuditRow],
-) -> Result<(), sqlx::Error> {
-    for chunk in rows.chunks(4_000) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO audit_log (id, at, actor, action, subject, detail, prev_hash, hash) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(r.at.as_str())
-                .push_bind(r.draft.actor.as_str())
-                .push_bind(r.draft.action.as_str())
-                .push_bind(r.draft.subject.as_str())
-                .push_bind(r.draft.detail.as_str())
-                .push_bind(r.prev_hash.as_str())
-                .push_bind(r.hash.as_str());
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+pub(crate) async fn insert(conn: &mut Conn, rows: &[AuditRow]) -> Result<(), sqlx::Error> {
+    on_db!(conn, |c| {
+        for chunk in rows.chunks(4_000) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO audit_log (id, at, actor, action, subject, detail, prev_hash, hash) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.at.as_str())
+                    .push_bind(r.draft.actor.as_str())
+                    .push_bind(r.draft.action.as_str())
+                    .push_bind(r.draft.subject.as_str())
+                    .push_bind(r.draft.detail.as_str())
+                    .push_bind(r.prev_hash.as_str())
+                    .push_bind(r.hash.as_str());
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+        Ok(())
+    })
 }
 
 type StoredRow = (i64, String, String, String, String, String, String, String);
 
 /// Walks the chain from the first record, a page at a time (the log is
 /// append-only, so pages need no common snapshot).
-pub(crate) async fn verify(pool: &SqlitePool) -> Result<AuditCheck, StoreError> {
+pub(crate) async fn verify(pool: &Pool) -> Result<AuditCheck, StoreError> {
     const PAGE: i64 = 2_000;
     let mut check = AuditCheck {
         records: 0,
@@ -164,15 +166,15 @@ pub(crate) async fn verify(pool: &SqlitePool) -> Result<AuditCheck, StoreError> 
     let mut expected_prev = GENESIS.to_owned();
     let mut after = i64::MIN;
     loop {
-        let page: Vec<StoredRow> = sqlx::query_as(
+        let page: Vec<StoredRow> = on_db!(pool, |p| sqlx::query_as(
             "SELECT id, at, actor, action, subject, detail, prev_hash, hash FROM audit_log \
-             WHERE id > ? ORDER BY id LIMIT ?",
+             WHERE id > $1 ORDER BY id LIMIT $2",
         )
         .bind(after)
         .bind(PAGE)
-        .fetch_all(pool)
+        .fetch_all(p)
         .await
-        .map_err(StoreError::read("verify_audit"))?;
+        .map_err(StoreError::read("verify_audit"))?);
         let full = page.len() as i64 == PAGE;
         for (id, at, actor, action, subject, detail, prev_hash, hash) in page {
             check.records += 1;

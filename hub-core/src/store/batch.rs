@@ -1,10 +1,9 @@
 //! One group commit's worth of writes, inside the writer's transaction.
 //!
 //! Messages are inserted first, all at once (`INSERT … ON CONFLICT DO
-//! NOTHING`), with ids assigned here: the writer holds the write lock, so
-//! `max(id) + 1…` are ours, and which of those ids exist afterwards tells
-//! which rows a dedup conflict skipped, also when both copies of a message
-//! are in the same statement. Then every request is handled in arrival
+//! NOTHING`), with ids taken here (see [`db::new_ids`]): which of those ids
+//! exist afterwards tells which rows a dedup conflict skipped, also when
+//! both copies of a message are in the same statement. Then every request is handled in arrival
 //! order, collecting rows; the rows go in with a few multi-row statements
 //! (see [`insert`](super::insert)); repeats are answered last, from the
 //! original rows.
@@ -14,9 +13,9 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
-use sqlx::SqliteConnection;
 
 use super::audit::{self, AuditDraft, AuditHead, AuditRow};
+use super::db::{self, on_db, Conn};
 use super::insert::{self, DeadRow, EventRow};
 use super::ops::{mismatch, Answer, Request};
 use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
@@ -40,7 +39,7 @@ pub(crate) type Answered = Result<Result<Answer, StoreError>, sqlx::Error>;
 /// the transaction must be rolled back; per-request problems that need no
 /// rollback (a missing outbox row) are answered in `Applied::answers`.
 pub(crate) async fn apply(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     reqs: &[&Request],
     head: &AuditHead,
 ) -> Result<Applied, sqlx::Error> {
@@ -62,12 +61,8 @@ pub(crate) async fn apply(
             _ => None,
         })
         .collect();
-    let first_id = if intakes.is_empty() {
-        0
-    } else {
-        insert::next_id(conn, "messages").await?
-    };
-    let inserted = insert::insert_messages(conn, &intakes, first_id, &b.now).await?;
+    let ids = db::new_ids(conn, "messages", intakes.len()).await?;
+    let inserted = insert::insert_messages(conn, &intakes, &ids, &b.now).await?;
 
     let mut answers: Vec<Option<Result<Answer, StoreError>>> = reqs.iter().map(|_| None).collect();
     let mut duplicates: Vec<(usize, &IntakeRecord)> = Vec::new();
@@ -75,7 +70,7 @@ pub(crate) async fn apply(
     for (i, req) in reqs.iter().copied().enumerate() {
         answers[i] = Some(match req {
             Request::Intake(rec) => {
-                let row = first_id + intake_no as i64;
+                let row = ids[intake_no];
                 let fresh = inserted.get(intake_no).copied().unwrap_or(false);
                 intake_no += 1;
                 if !fresh {
@@ -130,7 +125,28 @@ pub(crate) async fn apply(
     insert::insert_events(conn, &b.events, &b.now).await?;
     insert::insert_dead_letters(conn, &b.dead, &b.now).await?;
     insert::mark_delivered(conn, &b.delivered, &b.now).await?;
-    audit::insert(conn, &b.audit).await?;
+    if !b.audit.is_empty() {
+        // Another process (an instance on the same PostgreSQL, a CLI
+        // command on the same SQLite file) may have appended since this
+        // writer read its head: re-chain this batch's records after the
+        // real head, under a lock that keeps it real until COMMIT.
+        db::lock_audit_chain(conn).await?;
+        let real = AuditHead::load(conn).await?;
+        if real != *head {
+            let shift = real.last_id - head.last_id;
+            b.head = real;
+            let rows = std::mem::take(&mut b.audit);
+            for row in rows {
+                b.append_audit(row.draft);
+            }
+            for (req, answer) in reqs.iter().zip(answers.iter_mut()) {
+                if let (Request::Audit(_), Some(Ok(Answer::Id(id)))) = (req, answer) {
+                    *id += shift;
+                }
+            }
+        }
+        audit::insert(conn, &b.audit).await?;
+    }
     for (i, rec) in duplicates {
         answers[i] = Some(duplicate_receipt(conn, rec).await?);
     }
@@ -154,7 +170,7 @@ pub(crate) struct Batch<'a> {
     pub dead: Vec<DeadRow<'a>>,
     audit: Vec<AuditRow>,
     delivered: Vec<i64>,
-    /// Next dead letter id, read on first use.
+    /// Next dead letter id (SQLite), read on first use.
     dead_next: Option<i64>,
     /// Broker dead letters of this batch by idempotency key (their rows are
     /// not inserted yet, so the unique index cannot tell).
@@ -169,15 +185,14 @@ impl<'a> Batch<'a> {
         id
     }
 
-    pub(crate) async fn dead_letter_id(
-        &mut self,
-        conn: &mut SqliteConnection,
-    ) -> Result<i64, sqlx::Error> {
+    pub(crate) async fn dead_letter_id(&mut self, conn: &mut Conn) -> Result<i64, sqlx::Error> {
         let id = match self.dead_next {
             Some(id) => id,
-            None => insert::next_id(conn, "dead_letters").await?,
+            None => db::new_ids(conn, "dead_letters", 1).await?[0],
         };
-        self.dead_next = Some(id + 1);
+        // SQLite: the next ones follow (the write lock is ours); PostgreSQL:
+        // each from the sequence.
+        self.dead_next = (!conn.is_postgres()).then_some(id + 1);
         Ok(id)
     }
 
@@ -185,7 +200,7 @@ impl<'a> Batch<'a> {
     /// and an audit record for a failed or rejected one.
     async fn fresh_intake(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         rec: &'a IntakeRecord,
         row: i64,
     ) -> Result<Receipt, sqlx::Error> {
@@ -250,7 +265,7 @@ impl<'a> Batch<'a> {
     /// chain goes on) instead of a second one being made.
     async fn dead_letter_delivery(
         &mut self,
-        conn: &mut SqliteConnection,
+        conn: &mut Conn,
         outbox_id: i64,
         attempts: u32,
         class: ErrorClass,
@@ -258,23 +273,29 @@ impl<'a> Batch<'a> {
         error: &'a str,
     ) -> Answered {
         type Found = (String, String, String, String, String, Option<String>, i64);
-        let found: Option<Found> = sqlx::query_as(
+        let found: Option<Found> = on_db!(&mut *conn, |c| {
+            sqlx::query_as(
             "SELECT o.event_id, o.route, o.sink, o.routing_key, o.created_at, e.coi, e.message_row \
              FROM outbox o JOIN events e ON e.event_id = o.event_id \
-             WHERE o.id = ? AND o.state = 'pending'",
+             WHERE o.id = $1 AND o.state = 'pending'",
         )
         .bind(outbox_id)
-        .fetch_optional(&mut *conn)
-        .await?;
+        .fetch_optional(c)
+        .await
+        })?;
         let Some((event_id, route, sink, routing_key, created_at, coi, message_row)) = found else {
             return Ok(Err(not_pending("dead_letter_delivery", outbox_id)));
         };
-        sqlx::query("UPDATE outbox SET state = 'dead', attempts = ?, last_error = ? WHERE id = ?")
-            .bind(i64::from(attempts))
-            .bind(error)
-            .bind(outbox_id)
-            .execute(&mut *conn)
-            .await?;
+        on_db!(&mut *conn, |c| sqlx::query(
+            "UPDATE outbox SET state = 'dead', attempts = $1, last_error = $2, \
+             lease_owner = NULL, lease_until = NULL WHERE id = $3"
+        )
+        .bind(i64::from(attempts))
+        .bind(error)
+        .bind(outbox_id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected()))?;
         let reopened =
             dlq_write::reopen_delivery(conn, self, outbox_id, attempts, class, code, error).await?;
         let dl = match reopened {
@@ -333,41 +354,46 @@ fn not_pending(op: &'static str, outbox_id: i64) -> StoreError {
 
 /// Reschedules a pending row; a row no longer pending is not resurrected.
 async fn retry_later(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     outbox_id: i64,
     attempts: u32,
     next_attempt_at: DateTime<Utc>,
     error: &str,
 ) -> Answered {
-    let done = sqlx::query(
-        "UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? \
-         WHERE id = ? AND state = 'pending'",
+    // The claim ends with the attempt: whichever instance is free when the
+    // row comes due takes it.
+    let affected = on_db!(conn, |c| sqlx::query(
+        "UPDATE outbox SET attempts = $1, next_attempt_at = $2, last_error = $3, \
+         lease_until = NULL WHERE id = $4 AND state = 'pending'",
     )
     .bind(i64::from(attempts))
     .bind(time::fmt(next_attempt_at))
     .bind(error)
     .bind(outbox_id)
-    .execute(conn)
-    .await?;
-    Ok(match done.rows_affected() {
+    .execute(c)
+    .await?
+    .rows_affected());
+    Ok(match affected {
         1 => Ok(Answer::Done),
         _ => Err(not_pending("retry_later", outbox_id)),
     })
 }
 
 /// The receipt for a repeat: the original's row id and outcome.
-async fn duplicate_receipt(conn: &mut SqliteConnection, rec: &IntakeRecord) -> Answered {
+async fn duplicate_receipt(conn: &mut Conn, rec: &IntakeRecord) -> Answered {
     let i = &rec.inbound;
-    let original: Option<(i64, String, Option<String>, i64)> = sqlx::query_as(
+    let original: Option<(i64, String, Option<String>, i64)> = on_db!(conn, |c| {
+        sqlx::query_as(
         "SELECT m.id, m.status, m.error, (SELECT COUNT(*) FROM events e WHERE e.message_row = m.id) \
-         FROM messages m WHERE m.connector = ? AND m.partner = ? AND m.message_id = ? \
+         FROM messages m WHERE m.connector = $1 AND m.partner = $2 AND m.message_id = $3 \
          AND m.status NOT IN ('dead', 'rejected')",
     )
     .bind(i.connector)
     .bind(i.partner.as_str())
     .bind(i.message_id.as_deref())
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(c)
+    .await
+    })?;
     let Some((id, status, error, events)) = original else {
         return Ok(Err(StoreError::Corrupt {
             table: "messages",

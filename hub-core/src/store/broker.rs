@@ -15,11 +15,11 @@ use std::borrow::Cow;
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use sqlx::SqliteConnection;
 use uuid::Uuid;
 
 use super::audit::AuditDraft;
 use super::batch::{Answered, Batch, SYSTEM};
+use super::db::{on_db, Conn};
 use super::dlq_records::{BrokerDeadLetter, BROKER_CONNECTOR, STAGE_CONSUME};
 use super::insert::DeadRow;
 use super::ops::Answer;
@@ -46,23 +46,23 @@ pub(crate) fn key(d: &BrokerDeadLetter, sha256: &str) -> String {
 
 /// Our event the dead message names: its id, COI and partner.
 async fn our_event(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     message_id: Option<&str>,
 ) -> Result<Option<(String, Option<String>, String)>, sqlx::Error> {
     let Some(id) = message_id.and_then(|m| Uuid::parse_str(m.trim()).ok()) else {
         return Ok(None);
     };
-    sqlx::query_as(
+    on_db!(conn, |c| sqlx::query_as(
         "SELECT e.event_id, e.coi, m.partner FROM events e \
-         JOIN messages m ON m.id = e.message_row WHERE e.event_id = ?",
+         JOIN messages m ON m.id = e.message_row WHERE e.event_id = $1",
     )
     .bind(id.hyphenated().to_string())
-    .fetch_optional(conn)
-    .await
+    .fetch_optional(c)
+    .await)
 }
 
 pub(crate) async fn ingest<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'a>,
     d: &'a BrokerDeadLetter,
 ) -> Answered {
@@ -71,10 +71,12 @@ pub(crate) async fn ingest<'a>(
     if let Some(id) = b.broker_keys.get(&key) {
         return Ok(Ok(Answer::Id(*id)));
     }
-    let kept: Option<i64> = sqlx::query_scalar("SELECT id FROM dead_letters WHERE broker_key = ?")
-        .bind(&key)
-        .fetch_optional(&mut *conn)
-        .await?;
+    let kept: Option<i64> = on_db!(&mut *conn, |c| sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE broker_key = $1"
+    )
+    .bind(&key)
+    .fetch_optional(c)
+    .await)?;
     if let Some(id) = kept {
         tracing::debug!(dead_letter = id, "broker dead letter already kept");
         return Ok(Ok(Answer::Id(id)));
@@ -95,10 +97,10 @@ pub(crate) async fn ingest<'a>(
         "dead-lettered by the broker from queue {queue}: {} ({} time(s)); routing key {}",
         d.reason, d.death_count, d.routing_key
     );
-    let message_row = sqlx::query(
+    let message_row: i64 = on_db!(&mut *conn, |c| sqlx::query_scalar(
         "INSERT INTO messages (connector, partner, message_id, content_type, payload, sha256, \
          status, error_code, error, stage, received_at, origin, updated_at) \
-         VALUES (?, ?, ?, ?, ?, ?, 'dead', ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, 'dead', $7, $8, $9, $10, $11, $12) RETURNING id",
     )
     .bind(BROKER_CONNECTOR)
     .bind(&partner)
@@ -112,9 +114,8 @@ pub(crate) async fn ingest<'a>(
     .bind(&b.now)
     .bind(format!("amqp queue {queue}"))
     .bind(&b.now)
-    .execute(&mut *conn)
-    .await?
-    .last_insert_rowid();
+    .fetch_one(c)
+    .await)?;
     let id = b.dead_letter_id(conn).await?;
     let (event_id, event_coi) = match event {
         Some((id, coi, _)) => (Some(id), coi),

@@ -1,9 +1,11 @@
 //! Reads of dead letters, their error chains and audit records, on the
-//! read-only pool.
+//! read pool.
 
+use sqlx::postgres::PgRow;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row};
 
+use super::db::{on_db, Pool};
 use super::dlq_records::{
     AuditRecord, DeadLetter, DeadLetterDetail, DeadLetterFilter, DeadLetterStatus, HistoryEntry,
     ReplayTarget,
@@ -19,90 +21,115 @@ const COLUMNS: &str = "SELECT d.id, d.message_row, m.connector, m.partner, d.eve
      d.replayed_by, d.purged_at, d.purged_by, d.purge_reason \
      FROM dead_letters d JOIN messages m ON m.id = d.message_row";
 
-fn opt_time(
-    row: &SqliteRow,
-    col: &str,
-) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
-    let s: Option<String> = row.try_get(col).map_err(StoreError::read("dead letter"))?;
-    s.map(|s| time::parse("dead_letters", &s)).transpose()
+/// A dead letter row's columns by name, on either database.
+trait Cols {
+    fn text(&self, col: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, col: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError>;
 }
 
-fn from_row(row: &SqliteRow) -> Result<DeadLetter, StoreError> {
-    let get = StoreError::read("dead letter");
-    let class: String = row.try_get("class").map_err(&get)?;
-    let status: String = row.try_get("status").map_err(&get)?;
-    let at = |col: &str| -> Result<_, StoreError> {
-        let s: String = row.try_get(col).map_err(&get)?;
-        time::parse("dead_letters", &s)
+macro_rules! cols_for {
+    ($row:ty) => {
+        impl Cols for $row {
+            fn text(&self, col: &str) -> Result<String, StoreError> {
+                self.try_get(col).map_err(StoreError::read("dead letter"))
+            }
+            fn opt_text(&self, col: &str) -> Result<Option<String>, StoreError> {
+                self.try_get(col).map_err(StoreError::read("dead letter"))
+            }
+            fn int(&self, col: &str) -> Result<i64, StoreError> {
+                self.try_get(col).map_err(StoreError::read("dead letter"))
+            }
+            fn opt_int(&self, col: &str) -> Result<Option<i64>, StoreError> {
+                self.try_get(col).map_err(StoreError::read("dead letter"))
+            }
+        }
     };
+}
+cols_for!(SqliteRow);
+cols_for!(PgRow);
+
+fn opt_time(
+    row: &impl Cols,
+    col: &str,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+    row.opt_text(col)?
+        .map(|s| time::parse("dead_letters", &s))
+        .transpose()
+}
+
+fn from_row(row: &impl Cols) -> Result<DeadLetter, StoreError> {
+    let at = |col: &str| -> Result<_, StoreError> { time::parse("dead_letters", &row.text(col)?) };
     Ok(DeadLetter {
-        id: row.try_get("id").map_err(&get)?,
-        message_row: row.try_get("message_row").map_err(&get)?,
-        connector: row.try_get("connector").map_err(&get)?,
-        partner: row.try_get("partner").map_err(&get)?,
-        event_id: row.try_get("event_id").map_err(&get)?,
-        outbox_id: row.try_get("outbox_id").map_err(&get)?,
-        route: row.try_get("route").map_err(&get)?,
-        sink: row.try_get("sink").map_err(&get)?,
-        routing_key: row.try_get("routing_key").map_err(&get)?,
-        coi: row.try_get("coi").map_err(&get)?,
-        stage: row.try_get("stage").map_err(&get)?,
-        class: parse_class(&class)?,
-        code: row.try_get("code").map_err(&get)?,
-        reason: row.try_get("reason").map_err(&get)?,
-        attempts: count("dead_letters", row.try_get("attempts").map_err(&get)?)?,
+        id: row.int("id")?,
+        message_row: row.int("message_row")?,
+        connector: row.text("connector")?,
+        partner: row.text("partner")?,
+        event_id: row.opt_text("event_id")?,
+        outbox_id: row.opt_int("outbox_id")?,
+        route: row.opt_text("route")?,
+        sink: row.opt_text("sink")?,
+        routing_key: row.opt_text("routing_key")?,
+        coi: row.opt_text("coi")?,
+        stage: row.text("stage")?,
+        class: parse_class(&row.text("class")?)?,
+        code: row.text("code")?,
+        reason: row.text("reason")?,
+        attempts: count("dead_letters", row.int("attempts")?)?,
         created_at: at("created_at")?,
         first_attempt_at: at("first_attempt_at")?,
         last_attempt_at: at("last_attempt_at")?,
-        status: DeadLetterStatus::from_db(&status)?,
+        status: DeadLetterStatus::from_db(&row.text("status")?)?,
         replayed_at: opt_time(row, "replayed_at")?,
-        replayed_by: row.try_get("replayed_by").map_err(&get)?,
+        replayed_by: row.opt_text("replayed_by")?,
         purged_at: opt_time(row, "purged_at")?,
-        purged_by: row.try_get("purged_by").map_err(&get)?,
-        purge_reason: row.try_get("purge_reason").map_err(&get)?,
+        purged_by: row.opt_text("purged_by")?,
+        purge_reason: row.opt_text("purge_reason")?,
     })
 }
 
 /// Dead letters matching `f`, newest first.
-pub(crate) async fn list(
-    pool: &SqlitePool,
-    f: &DeadLetterFilter,
-) -> Result<Vec<DeadLetter>, StoreError> {
-    let mut qb = QueryBuilder::<Sqlite>::new(COLUMNS);
-    qb.push(" WHERE 1 = 1");
-    if let Some(st) = f.status {
-        qb.push(" AND d.status = ").push_bind(st.as_str());
-    }
-    if let Some(stage) = &f.stage {
-        qb.push(" AND d.stage = ").push_bind(stage.as_str());
-    }
-    if let Some(code) = &f.code {
-        qb.push(" AND d.code = ").push_bind(code.as_str());
-    }
-    qb.push(" ORDER BY d.id DESC LIMIT ")
-        .push_bind(i64::from(f.limit));
-    let rows = qb
-        .build()
-        .fetch_all(pool)
-        .await
-        .map_err(StoreError::read("dead_letters"))?;
-    rows.iter().map(from_row).collect()
+pub(crate) async fn list(pool: &Pool, f: &DeadLetterFilter) -> Result<Vec<DeadLetter>, StoreError> {
+    on_db!(pool, |p| {
+        let mut qb = QueryBuilder::new(COLUMNS);
+        qb.push(" WHERE 1 = 1");
+        if let Some(st) = f.status {
+            qb.push(" AND d.status = ").push_bind(st.as_str());
+        }
+        if let Some(stage) = &f.stage {
+            qb.push(" AND d.stage = ").push_bind(stage.as_str());
+        }
+        if let Some(code) = &f.code {
+            qb.push(" AND d.code = ").push_bind(code.as_str());
+        }
+        qb.push(" ORDER BY d.id DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        let rows = qb
+            .build()
+            .fetch_all(p)
+            .await
+            .map_err(StoreError::read("dead_letters"))?;
+        rows.iter().map(from_row).collect()
+    })
 }
 
 /// One dead letter, without its message.
-pub(crate) async fn one(pool: &SqlitePool, id: i64) -> Result<Option<DeadLetter>, StoreError> {
-    let sql = format!("{COLUMNS} WHERE d.id = ?");
-    let row = sqlx::query(&sql)
-        .bind(id)
-        .fetch_optional(pool)
-        .await
-        .map_err(StoreError::read("dead_letter"))?;
-    row.as_ref().map(from_row).transpose()
+pub(crate) async fn one(pool: &Pool, id: i64) -> Result<Option<DeadLetter>, StoreError> {
+    let sql = format!("{COLUMNS} WHERE d.id = $1");
+    on_db!(pool, |p| {
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::read("dead_letter"))?;
+        row.as_ref().map(from_row).transpose()
+    })
 }
 
 /// One dead letter with the message (and payload) it came from.
 pub(crate) async fn with_message(
-    pool: &SqlitePool,
+    pool: &Pool,
     id: i64,
 ) -> Result<Option<(DeadLetter, MessageRecord)>, StoreError> {
     let Some(dl) = one(pool, id).await? else {
@@ -118,22 +145,21 @@ pub(crate) async fn with_message(
 }
 
 /// A dead letter with its message, error chain and audit records.
-pub(crate) async fn detail(
-    pool: &SqlitePool,
-    id: i64,
-) -> Result<Option<DeadLetterDetail>, StoreError> {
+pub(crate) async fn detail(pool: &Pool, id: i64) -> Result<Option<DeadLetterDetail>, StoreError> {
     let Some((dead_letter, message)) = with_message(pool, id).await? else {
         return Ok(None);
     };
     let read = StoreError::read("dead_letter_history");
-    let rows: Vec<(String, String, String, Option<String>, String)> = sqlx::query_as(
-        "SELECT at, actor, action, code, note FROM dead_letter_history \
-         WHERE dead_letter = ? ORDER BY id",
-    )
-    .bind(id)
-    .fetch_all(pool)
-    .await
-    .map_err(read)?;
+    let rows: Vec<(String, String, String, Option<String>, String)> = on_db!(pool, |p| {
+        sqlx::query_as(
+            "SELECT at, actor, action, code, note FROM dead_letter_history \
+             WHERE dead_letter = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(p)
+        .await
+        .map_err(read)?
+    });
     let history = rows
         .into_iter()
         .map(|(at, actor, action, code, note)| {
@@ -156,19 +182,16 @@ pub(crate) async fn detail(
 }
 
 /// Audit records about `subject`, oldest first.
-pub(crate) async fn audit_for(
-    pool: &SqlitePool,
-    subject: &str,
-) -> Result<Vec<AuditRecord>, StoreError> {
+pub(crate) async fn audit_for(pool: &Pool, subject: &str) -> Result<Vec<AuditRecord>, StoreError> {
     type Row = (i64, String, String, String, String, String, String);
-    let rows: Vec<Row> = sqlx::query_as(
+    let rows: Vec<Row> = on_db!(pool, |p| sqlx::query_as(
         "SELECT id, at, actor, action, subject, detail, hash FROM audit_log \
-         WHERE subject = ? ORDER BY id",
+         WHERE subject = $1 ORDER BY id",
     )
     .bind(subject)
-    .fetch_all(pool)
+    .fetch_all(p)
     .await
-    .map_err(StoreError::read("audit_for"))?;
+    .map_err(StoreError::read("audit_for"))?);
     rows.into_iter()
         .map(|(id, at, actor, action, subject, detail, hash)| {
             Ok(AuditRecord {
@@ -185,12 +208,14 @@ pub(crate) async fn audit_for(
 }
 
 /// Ids of the open dead letters with reason code `code`, oldest first.
-pub(crate) async fn open_ids(pool: &SqlitePool, code: &str) -> Result<Vec<i64>, StoreError> {
-    sqlx::query_scalar("SELECT id FROM dead_letters WHERE status = 'open' AND code = ? ORDER BY id")
-        .bind(code)
-        .fetch_all(pool)
-        .await
-        .map_err(StoreError::read("open_dead_letter_ids"))
+pub(crate) async fn open_ids(pool: &Pool, code: &str) -> Result<Vec<i64>, StoreError> {
+    on_db!(pool, |p| sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE status = 'open' AND code = $1 ORDER BY id"
+    )
+    .bind(code)
+    .fetch_all(p)
+    .await
+    .map_err(StoreError::read("open_dead_letter_ids")))
 }
 
 /// Where a broker dead letter of one of our events goes again: the
@@ -198,7 +223,7 @@ pub(crate) async fn open_ids(pool: &SqlitePool, code: &str) -> Result<Vec<i64>, 
 /// event's only delivered row. `None` when it names no event of ours or
 /// that cannot be told.
 pub(crate) async fn replay_target(
-    pool: &SqlitePool,
+    pool: &Pool,
     dl: &DeadLetter,
 ) -> Result<Option<ReplayTarget>, StoreError> {
     let Some(event_id) = &dl.event_id else {
@@ -206,16 +231,16 @@ pub(crate) async fn replay_target(
     };
     // Rows routed before routing keys were stored carry '' and were
     // published with the event's kind.
-    let rows: Vec<(i64, String, String, String)> = sqlx::query_as(
+    let rows: Vec<(i64, String, String, String)> = on_db!(pool, |p| sqlx::query_as(
         "SELECT o.id, o.route, o.sink, \
          CASE WHEN o.routing_key = '' THEN e.kind ELSE o.routing_key END \
          FROM outbox o JOIN events e ON e.event_id = o.event_id \
-         WHERE o.event_id = ? AND o.state = 'delivered' ORDER BY o.id",
+         WHERE o.event_id = $1 AND o.state = 'delivered' ORDER BY o.id",
     )
     .bind(event_id)
-    .fetch_all(pool)
+    .fetch_all(p)
     .await
-    .map_err(StoreError::read("replay_target"))?;
+    .map_err(StoreError::read("replay_target"))?);
     let same_key = rows
         .iter()
         .find(|r| dl.routing_key.as_deref() == Some(r.3.as_str()));

@@ -6,8 +6,8 @@
 //! error chain (`dead_letter_history`) and an audit record. What it cannot
 //! do is answered [`DlqOutcome::Refused`] and changes nothing.
 
+use super::db::{on_db, Conn};
 use serde_json::json;
-use sqlx::SqliteConnection;
 
 use super::audit::AuditDraft;
 use super::batch::{Answered, Batch, SYSTEM};
@@ -35,7 +35,10 @@ struct State {
     message_id: Option<String>,
 }
 
-async fn state(conn: &mut SqliteConnection, id: i64) -> Result<Option<State>, sqlx::Error> {
+/// The dead letter's state. On PostgreSQL its row stays locked until the
+/// transaction ends, so that two instances replaying or purging the same
+/// dead letter at once take turns, and the second sees what the first did.
+async fn state(conn: &mut Conn, id: i64) -> Result<Option<State>, sqlx::Error> {
     type Row = (
         String,
         String,
@@ -47,14 +50,18 @@ async fn state(conn: &mut SqliteConnection, id: i64) -> Result<Option<State>, sq
         String,
         Option<String>,
     );
-    let row: Option<Row> = sqlx::query_as(
-        "SELECT d.status, d.stage, d.code, d.message_row, d.outbox_id, d.event_id, m.connector, \
-         m.partner, m.message_id FROM dead_letters d JOIN messages m ON m.id = d.message_row \
-         WHERE d.id = ?",
-    )
-    .bind(id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    const SQL: &str = "SELECT d.status, d.stage, d.code, d.message_row, d.outbox_id, d.event_id, \
+         m.connector, m.partner, m.message_id FROM dead_letters d \
+         JOIN messages m ON m.id = d.message_row WHERE d.id = $1";
+    let sql = if conn.is_postgres() {
+        format!("{SQL} FOR UPDATE OF d")
+    } else {
+        SQL.to_string()
+    };
+    let row: Option<Row> = on_db!(&mut *conn, |c| sqlx::query_as(&sql)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
     Ok(row.map(
         |(
             status,
@@ -94,7 +101,7 @@ fn not_open(id: i64, st: &State) -> Option<DlqOutcome> {
 
 /// Appends a link to a dead letter's error chain.
 pub(crate) async fn history(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     dead_letter: i64,
     at: &str,
     actor: &str,
@@ -102,9 +109,9 @@ pub(crate) async fn history(
     code: Option<&str>,
     note: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    on_db!(&mut *conn, |c| sqlx::query(
         "INSERT INTO dead_letter_history (dead_letter, at, actor, action, code, note) \
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(dead_letter)
     .bind(at)
@@ -112,8 +119,9 @@ pub(crate) async fn history(
     .bind(action)
     .bind(code)
     .bind(note)
-    .execute(conn)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -121,16 +129,16 @@ pub(crate) async fn history(
 /// replay as an attempt (the message was processed again, now), while a
 /// delivery's attempts are the relay's to count.
 async fn mark_replayed(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     id: i64,
     now: &str,
     actor: &str,
     processed: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE dead_letters SET status = 'replayed', replayed_at = ?, replayed_by = ?, \
-         attempts = attempts + ?, last_attempt_at = CASE WHEN ? THEN ? ELSE last_attempt_at END \
-         WHERE id = ? AND status = 'open'",
+    on_db!(&mut *conn, |c| sqlx::query(
+        "UPDATE dead_letters SET status = 'replayed', replayed_at = $1, replayed_by = $2, \
+         attempts = attempts + $3, last_attempt_at = CASE WHEN $4 THEN $5 ELSE last_attempt_at END \
+         WHERE id = $6 AND status = 'open'",
     )
     .bind(now)
     .bind(actor)
@@ -138,8 +146,9 @@ async fn mark_replayed(
     .bind(processed)
     .bind(now)
     .bind(id)
-    .execute(conn)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -156,7 +165,7 @@ fn audit_replay(b: &mut Batch<'_>, actor: &str, id: i64, detail: &serde_json::Va
 /// a history line, an audit record; then the answer naming the sinks to wake.
 #[allow(clippy::too_many_arguments)]
 async fn replayed(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'_>,
     id: i64,
     actor: &str,
@@ -176,7 +185,7 @@ async fn replayed(
 /// the same message row (now `routed`); a new failure keeps the dead letter
 /// open with the new reason, one attempt more.
 pub(crate) async fn replay_message<'a>(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'a>,
     id: i64,
     actor: &str,
@@ -197,16 +206,18 @@ pub(crate) async fn replay_message<'a>(
     if let Some(mid) = &st.message_id {
         // The dedup index admits one accepted message per id: a resend
         // that was accepted meanwhile is the message now.
-        let other: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM messages WHERE connector = ? AND partner = ? AND message_id = ? \
-             AND id <> ? AND status NOT IN ('dead', 'rejected') LIMIT 1",
+        let other: Option<i64> = on_db!(&mut *conn, |c| {
+            sqlx::query_scalar(
+            "SELECT id FROM messages WHERE connector = $1 AND partner = $2 AND message_id = $3 \
+             AND id <> $4 AND status NOT IN ('dead', 'rejected') LIMIT 1",
         )
         .bind(&st.connector)
         .bind(&st.partner)
         .bind(mid)
         .bind(st.message_row)
-        .fetch_optional(&mut *conn)
-        .await?;
+        .fetch_optional(c)
+        .await
+        })?;
         if let Some(n) = other {
             return answer(DlqOutcome::refused(format!(
                 "superseded by message {n}: the partner resent message id {mid} and it was accepted"
@@ -217,15 +228,16 @@ pub(crate) async fn replay_message<'a>(
     let row = st.message_row;
     let problem = match outcome {
         IntakeOutcome::Events(evs) => {
-            let done = sqlx::query(
+            let done = on_db!(&mut *conn, |c| sqlx::query(
                 "UPDATE messages SET status = 'routed', error_code = NULL, error = NULL, \
-                 stage = NULL, updated_at = ? WHERE id = ? AND status IN ('dead', 'rejected')",
+                 stage = NULL, updated_at = $1 WHERE id = $2 AND status IN ('dead', 'rejected')",
             )
             .bind(&now)
             .bind(row)
-            .execute(&mut *conn)
-            .await?;
-            if done.rows_affected() == 0 {
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            if done == 0 {
                 return answer(DlqOutcome::refused(format!(
                     "message {row} is no longer dead"
                 )));
@@ -266,9 +278,10 @@ pub(crate) async fn replay_message<'a>(
         IntakeOutcome::Rejected(p) => (p, MessageStatus::Rejected),
     };
     let (p, status) = problem;
-    sqlx::query(
-        "UPDATE messages SET status = ?, error_code = ?, error = ?, stage = ?, updated_at = ? \
-         WHERE id = ?",
+    on_db!(&mut *conn, |c| {
+        sqlx::query(
+        "UPDATE messages SET status = $1, error_code = $2, error = $3, stage = $4, updated_at = $5 \
+         WHERE id = $6",
     )
     .bind(status.as_str())
     .bind(p.code)
@@ -276,11 +289,13 @@ pub(crate) async fn replay_message<'a>(
     .bind(p.stage.as_str())
     .bind(&now)
     .bind(row)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "UPDATE dead_letters SET stage = ?, class = ?, code = ?, reason = ?, \
-         attempts = attempts + 1, last_attempt_at = ? WHERE id = ?",
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    on_db!(&mut *conn, |c| sqlx::query(
+        "UPDATE dead_letters SET stage = $1, class = $2, code = $3, reason = $4, \
+         attempts = attempts + 1, last_attempt_at = $5 WHERE id = $6",
     )
     .bind(p.stage.as_str())
     .bind(ErrorClass::Permanent.as_str())
@@ -288,8 +303,9 @@ pub(crate) async fn replay_message<'a>(
     .bind(&p.reason)
     .bind(&now)
     .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     history(
         conn,
         id,
@@ -317,7 +333,7 @@ pub(crate) async fn replay_message<'a>(
 
 /// A delivery dead letter: its outbox row pending again, attempts 0, due now.
 pub(crate) async fn replay_delivery(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'_>,
     id: i64,
     actor: &str,
@@ -340,24 +356,28 @@ pub(crate) async fn replay_delivery(
         )));
     };
     let now = b.now.clone();
-    let done = sqlx::query(
-        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ? \
-         WHERE id = ? AND state = 'dead'",
+    let done = on_db!(&mut *conn, |c| sqlx::query(
+        "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = $1, \
+         lease_owner = NULL, lease_until = NULL \
+         WHERE id = $2 AND state = 'dead'",
     )
     .bind(&now)
     .bind(outbox_id)
-    .execute(&mut *conn)
-    .await?;
-    if done.rows_affected() == 0 {
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if done == 0 {
         return answer(DlqOutcome::refused(format!(
             "outbox row {outbox_id} is not dead"
         )));
     }
     let (sink, route, event_id): (String, String, String) =
-        sqlx::query_as("SELECT sink, route, event_id FROM outbox WHERE id = ?")
-            .bind(outbox_id)
-            .fetch_one(&mut *conn)
-            .await?;
+        on_db!(&mut *conn, |c| sqlx::query_as(
+            "SELECT sink, route, event_id FROM outbox WHERE id = $1"
+        )
+        .bind(outbox_id)
+        .fetch_one(c)
+        .await)?;
     let detail = format!("outbox row {outbox_id} pending again for sink {sink}");
     let audit = json!({
         "outcome": "replayed", "stage": st.stage, "code": st.code, "outbox": outbox_id,
@@ -369,7 +389,7 @@ pub(crate) async fn replay_delivery(
 /// A broker dead letter of one of our events: a new pending outbox row to
 /// the route, sink and routing key of outbox row `target` (that delivered it).
 pub(crate) async fn replay_consumed(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'_>,
     id: i64,
     actor: &str,
@@ -392,24 +412,25 @@ pub(crate) async fn replay_consumed(
             "dead letter {id} names none of our events: nothing to publish again"
         )));
     };
-    let template: Option<(String, String, String)> = sqlx::query_as(
+    let template: Option<(String, String, String)> = on_db!(&mut *conn, |c| sqlx::query_as(
         "SELECT route, sink, CASE WHEN o.routing_key = '' THEN e.kind ELSE o.routing_key END \
          FROM outbox o JOIN events e ON e.event_id = o.event_id \
-         WHERE o.id = ? AND o.event_id = ?",
+         WHERE o.id = $1 AND o.event_id = $2",
     )
     .bind(target)
     .bind(&event_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     let Some((route, sink, routing_key)) = template else {
         return answer(DlqOutcome::refused(format!(
             "outbox row {target} is not a delivery of event {event_id}"
         )));
     };
     let now = b.now.clone();
-    let outbox_id = sqlx::query(
+    let outbox_id: i64 = on_db!(&mut *conn, |c| sqlx::query_scalar(
         "INSERT INTO outbox (event_id, route, sink, routing_key, state, attempts, \
-         next_attempt_at, created_at) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
+         next_attempt_at, created_at) VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6) \
+         RETURNING id",
     )
     .bind(&event_id)
     .bind(&route)
@@ -417,9 +438,8 @@ pub(crate) async fn replay_consumed(
     .bind(&routing_key)
     .bind(&now)
     .bind(&now)
-    .execute(&mut *conn)
-    .await?
-    .last_insert_rowid();
+    .fetch_one(c)
+    .await)?;
     let detail = format!(
         "event {event_id} queued again as outbox row {outbox_id} to sink {sink} \
          (route {route}, routing key {routing_key})"
@@ -435,7 +455,7 @@ pub(crate) async fn replay_consumed(
 /// An open dead letter marked purged by `actor` for `reason`. Nothing is
 /// deleted: the dead letter, its message and payload stay.
 pub(crate) async fn purge(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'_>,
     id: i64,
     actor: &str,
@@ -448,16 +468,17 @@ pub(crate) async fn purge(
         return answer(refusal);
     }
     let now = b.now.clone();
-    sqlx::query(
-        "UPDATE dead_letters SET status = 'purged', purged_at = ?, purged_by = ?, \
-         purge_reason = ? WHERE id = ? AND status = 'open'",
+    on_db!(&mut *conn, |c| sqlx::query(
+        "UPDATE dead_letters SET status = 'purged', purged_at = $1, purged_by = $2, \
+         purge_reason = $3 WHERE id = $4 AND status = 'open'",
     )
     .bind(&now)
     .bind(actor)
     .bind(reason)
     .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     history(conn, id, &now, actor, "purged", None, reason).await?;
     b.append_audit(AuditDraft::new(
         actor,
@@ -475,7 +496,7 @@ pub(crate) async fn purge(
 /// one of `outbox_id`) reopens with the new failure and the attempts added.
 /// `None` when there is none (the caller makes a new dead letter).
 pub(crate) async fn reopen_delivery(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     b: &mut Batch<'_>,
     outbox_id: i64,
     attempts: u32,
@@ -483,19 +504,19 @@ pub(crate) async fn reopen_delivery(
     code: &str,
     error: &str,
 ) -> Result<Option<i64>, sqlx::Error> {
-    let id: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM dead_letters WHERE outbox_id = ? AND status = 'replayed' \
+    let id: Option<i64> = on_db!(&mut *conn, |c| sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE outbox_id = $1 AND status = 'replayed' \
          ORDER BY id DESC LIMIT 1",
     )
     .bind(outbox_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    .fetch_optional(c)
+    .await)?;
     let Some(id) = id else {
         return Ok(None);
     };
-    sqlx::query(
-        "UPDATE dead_letters SET status = 'open', class = ?, code = ?, reason = ?, \
-         attempts = attempts + ?, last_attempt_at = ? WHERE id = ?",
+    on_db!(&mut *conn, |c| sqlx::query(
+        "UPDATE dead_letters SET status = 'open', class = $1, code = $2, reason = $3, \
+         attempts = attempts + $4, last_attempt_at = $5 WHERE id = $6",
     )
     .bind(class.as_str())
     .bind(code)
@@ -503,8 +524,9 @@ pub(crate) async fn reopen_delivery(
     .bind(i64::from(attempts))
     .bind(&b.now)
     .bind(id)
-    .execute(&mut *conn)
-    .await?;
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected()))?;
     history(conn, id, &b.now, SYSTEM, "dead_lettered", Some(code), error).await?;
     Ok(Some(id))
 }

@@ -123,6 +123,7 @@ impl StoreError {
         match self {
             StoreError::Write { source, .. } | StoreError::Read { source, .. } => {
                 sqlite_code(source).is_some_and(|c| c & 0xff == SQLITE_CONSTRAINT)
+                    || pg_state(source).is_some_and(|s| s.starts_with("23") || s == "P0001")
             }
             _ => false,
         }
@@ -154,13 +155,47 @@ const SQLITE_NOTADB: i32 = 26;
 /// The extended SQLite result code of a database error, if it is one.
 fn sqlite_code(e: &sqlx::Error) -> Option<i32> {
     match e {
-        sqlx::Error::Database(db) => db.code().and_then(|c| c.parse::<i32>().ok()),
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::sqlite::SqliteError>()
+            .and_then(sqlx::error::DatabaseError::code)
+            .and_then(|c| c.parse::<i32>().ok()),
         _ => None,
     }
 }
 
-/// Classifies a sqlx error by its SQLite result code or its kind.
+/// The SQLSTATE of a PostgreSQL error, if it is one.
+fn pg_state(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db
+            .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+            .map(|db| db.code()),
+        _ => None,
+    }
+}
+
+/// A PostgreSQL transaction that lost a deadlock or serialization race:
+/// running it again is the cure.
+pub(crate) fn is_pg_conflict(e: &sqlx::Error) -> bool {
+    pg_state(e).is_some_and(|s| s == "40P01" || s == "40001")
+}
+
+/// Classifies a sqlx error by its SQLite result code, PostgreSQL SQLSTATE
+/// class or its kind.
 pub(crate) fn sqlx_class(e: &sqlx::Error) -> ErrorClass {
+    if let Some(state) = pg_state(e) {
+        // 08 connection, 40 rolled back (deadlock, serialization), 53
+        // resources, 57 operator intervention (shutdown, failover), 55P03
+        // lock not available.
+        let transient = ["08", "40", "53", "57"]
+            .iter()
+            .any(|c| state.starts_with(c))
+            || state == "55P03";
+        return if transient {
+            ErrorClass::Transient
+        } else {
+            ErrorClass::Permanent
+        };
+    }
     if let Some(code) = sqlite_code(e) {
         return match code & 0xff {
             SQLITE_BUSY | SQLITE_LOCKED | SQLITE_NOMEM | SQLITE_IOERR | SQLITE_FULL

@@ -7,7 +7,9 @@
 
 use std::borrow::Cow;
 
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
+
+use super::db::{on_db, Conn};
 
 use super::records::{
     Destination, IntakeOutcome, IntakeRecord, MessageStatus, PreparedEvent, Routing,
@@ -70,216 +72,212 @@ pub(crate) struct DeadRow<'a> {
     pub broker_key: Option<String>,
 }
 
-/// The next free id of `table` (which has an INTEGER PRIMARY KEY `id`).
-/// Only meaningful inside the writer's transaction, which holds the lock.
-pub(crate) async fn next_id(
-    conn: &mut SqliteConnection,
-    table: &'static str,
-) -> Result<i64, sqlx::Error> {
-    let sql = format!("SELECT COALESCE(MAX(id), 0) + 1 FROM {table}");
-    sqlx::query_scalar(&sql).fetch_one(conn).await
-}
-
-/// Inserts the batch's messages with ids `first_id..`, skipping repeats of
-/// a dedup key. Returns, per intake, whether its row was inserted.
+/// Inserts the batch's messages with the given ids (one per intake, new,
+/// ascending), skipping repeats of a dedup key. Returns, per intake, whether
+/// its row was inserted.
 pub(crate) async fn insert_messages(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     intakes: &[(usize, &IntakeRecord)],
-    first_id: i64,
+    ids: &[i64],
     now: &str,
 ) -> Result<Vec<bool>, sqlx::Error> {
-    let mut inserted = vec![false; intakes.len()];
-    let mut offset = 0usize;
-    for chunk in pow2_chunks(intakes, chunk_rows(14)) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO messages (id, connector, partner, message_id, content_type, payload, \
+    on_db!(conn, |c| {
+        let mut inserted = vec![false; intakes.len()];
+        let mut offset = 0usize;
+        for chunk in pow2_chunks(intakes, chunk_rows(14)) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO messages (id, connector, partner, message_id, content_type, payload, \
              sha256, status, error_code, error, stage, received_at, origin, updated_at) ",
-        );
-        let base = first_id + offset as i64;
-        qb.push_values(chunk.iter().enumerate(), |mut b, (n, (_, rec))| {
-            let i = &rec.inbound;
-            let (status, problem) = match &rec.outcome {
-                IntakeOutcome::Events(_) => (MessageStatus::Routed, None),
-                IntakeOutcome::Failed(p) => (MessageStatus::Dead, Some(p)),
-                IntakeOutcome::Rejected(p) => (MessageStatus::Rejected, Some(p)),
-            };
-            b.push_bind(base + n as i64)
-                .push_bind(i.connector)
-                .push_bind(i.partner.as_str())
-                .push_bind(i.message_id.as_deref())
-                .push_bind(i.content_type)
-                .push_bind(i.payload.as_ref())
-                .push_bind(i.sha256.as_str())
-                .push_bind(status.as_str())
-                .push_bind(problem.map(|p| p.code))
-                .push_bind(problem.map(|p| p.reason.as_str()))
-                .push_bind(problem.map(|p| p.stage.as_str()))
-                .push_bind(time::fmt(i.received_at))
-                .push_bind(i.origin.as_str())
-                .push_bind(now);
-        });
-        // Only the partial dedup index can conflict (ids are free, see above).
-        qb.push(" ON CONFLICT DO NOTHING");
-        let done = qb.build().execute(&mut *conn).await?;
-        let slots = &mut inserted[offset..offset + chunk.len()];
-        if done.rows_affected() == chunk.len() as u64 {
-            slots.fill(true);
-        } else {
-            // Some were repeats. The ids of this chunk were free before it,
-            // so the ones that exist now are the ones it inserted. (Not
-            // RETURNING: sqlx streams every returned row to the caller
-            // through a channel, a thread wake-up each; repeats are rare.)
-            let last = base + chunk.len() as i64 - 1;
-            let ids: Vec<i64> =
-                sqlx::query_scalar("SELECT id FROM messages WHERE id BETWEEN ? AND ?")
-                    .bind(base)
-                    .bind(last)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            for id in ids {
-                if let Some(slot) = usize::try_from(id - base)
-                    .ok()
-                    .and_then(|k| slots.get_mut(k))
-                {
-                    *slot = true;
+            );
+            let chunk_ids = &ids[offset..offset + chunk.len()];
+            qb.push_values(chunk.iter().zip(chunk_ids), |mut b, ((_, rec), id)| {
+                let i = &rec.inbound;
+                let (status, problem) = match &rec.outcome {
+                    IntakeOutcome::Events(_) => (MessageStatus::Routed, None),
+                    IntakeOutcome::Failed(p) => (MessageStatus::Dead, Some(p)),
+                    IntakeOutcome::Rejected(p) => (MessageStatus::Rejected, Some(p)),
+                };
+                b.push_bind(*id)
+                    .push_bind(i.connector)
+                    .push_bind(i.partner.as_str())
+                    .push_bind(i.message_id.as_deref())
+                    .push_bind(i.content_type)
+                    .push_bind(i.payload.as_ref())
+                    .push_bind(i.sha256.as_str())
+                    .push_bind(status.as_str())
+                    .push_bind(problem.map(|p| p.code))
+                    .push_bind(problem.map(|p| p.reason.as_str()))
+                    .push_bind(problem.map(|p| p.stage.as_str()))
+                    .push_bind(time::fmt(i.received_at))
+                    .push_bind(i.origin.as_str())
+                    .push_bind(now);
+            });
+            // Only the partial dedup index can conflict (ids are new).
+            qb.push(" ON CONFLICT DO NOTHING");
+            let done = qb.build().execute(&mut *c).await?;
+            let slots = &mut inserted[offset..offset + chunk.len()];
+            if done.rows_affected() == chunk.len() as u64 {
+                slots.fill(true);
+            } else {
+                // Some were repeats. The ids of this chunk were new before it,
+                // so the ones that exist now are the ones it inserted. (Not
+                // RETURNING: sqlx-sqlite streams every returned row to the
+                // caller through a channel, a thread wake-up each; repeats are
+                // rare.)
+                let found: Vec<i64> =
+                    sqlx::query_scalar("SELECT id FROM messages WHERE id BETWEEN $1 AND $2")
+                        .bind(chunk_ids[0])
+                        .bind(chunk_ids[chunk_ids.len() - 1])
+                        .fetch_all(&mut *c)
+                        .await?;
+                for id in found {
+                    if let Ok(k) = chunk_ids.binary_search(&id) {
+                        slots[k] = true;
+                    }
                 }
             }
+            offset += chunk.len();
         }
-        offset += chunk.len();
-    }
-    Ok(inserted)
+        Ok(inserted)
+    })
 }
 
 /// Inserts events, then one outbox row per destination (due now).
 pub(crate) async fn insert_events(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     rows: &[EventRow<'_>],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    for chunk in pow2_chunks(rows, chunk_rows(10)) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (event_id, message_row, kind, coi, order_id, product, \
+    on_db!(conn, |c| {
+        for chunk in pow2_chunks(rows, chunk_rows(10)) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO events (event_id, message_row, kind, coi, order_id, product, \
              occurred_at, recorded_at, body, routing) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            let routing = if r.ev.destinations.is_empty() {
-                Routing::Unmatched
-            } else {
-                Routing::Routed
-            };
-            b.push_bind(r.id.as_str())
-                .push_bind(r.message_row)
-                .push_bind(r.ev.kind)
-                .push_bind(r.ev.coi.as_deref())
-                .push_bind(r.ev.order_id.as_deref())
-                .push_bind(r.ev.product.as_deref())
-                .push_bind(time::fmt(r.ev.occurred_at))
-                .push_bind(time::fmt(r.ev.recorded_at))
-                .push_bind(r.ev.body.as_str())
-                .push(if routing == Routing::Routed {
-                    "'routed'"
+            );
+            qb.push_values(chunk, |mut b, r| {
+                let routing = if r.ev.destinations.is_empty() {
+                    Routing::Unmatched
                 } else {
-                    "'unmatched'"
-                });
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    let outbox: Vec<(&str, &Destination)> = rows
-        .iter()
-        .flat_map(|r| r.ev.destinations.iter().map(move |d| (r.id.as_str(), d)))
-        .collect();
-    for chunk in pow2_chunks(&outbox, chunk_rows(6)) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO outbox (event_id, route, sink, routing_key, state, attempts, \
+                    Routing::Routed
+                };
+                b.push_bind(r.id.as_str())
+                    .push_bind(r.message_row)
+                    .push_bind(r.ev.kind)
+                    .push_bind(r.ev.coi.as_deref())
+                    .push_bind(r.ev.order_id.as_deref())
+                    .push_bind(r.ev.product.as_deref())
+                    .push_bind(time::fmt(r.ev.occurred_at))
+                    .push_bind(time::fmt(r.ev.recorded_at))
+                    .push_bind(r.ev.body.as_str())
+                    .push(if routing == Routing::Routed {
+                        "'routed'"
+                    } else {
+                        "'unmatched'"
+                    });
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+        let outbox: Vec<(&str, &Destination)> = rows
+            .iter()
+            .flat_map(|r| r.ev.destinations.iter().map(move |d| (r.id.as_str(), d)))
+            .collect();
+        for chunk in pow2_chunks(&outbox, chunk_rows(6)) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO outbox (event_id, route, sink, routing_key, state, attempts, \
              next_attempt_at, created_at) ",
-        );
-        qb.push_values(chunk, |mut b, (event_id, d)| {
-            b.push_bind(*event_id)
-                .push_bind(d.route.as_str())
-                .push_bind(d.sink.as_str())
-                .push_bind(d.routing_key.as_str())
-                .push("'pending'")
-                .push("0")
-                .push_bind(now)
-                .push_bind(now);
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+            );
+            qb.push_values(chunk, |mut b, (event_id, d)| {
+                b.push_bind(*event_id)
+                    .push_bind(d.route.as_str())
+                    .push_bind(d.sink.as_str())
+                    .push_bind(d.routing_key.as_str())
+                    .push("'pending'")
+                    .push("0")
+                    .push_bind(now)
+                    .push_bind(now);
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+        Ok(())
+    })
 }
 
 /// Inserts new dead letters (status open) and the first link of each one's
 /// error chain.
 pub(crate) async fn insert_dead_letters(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     rows: &[DeadRow<'_>],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    for chunk in pow2_chunks(rows, chunk_rows(18)) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO dead_letters (id, message_row, event_id, outbox_id, route, sink, \
+    on_db!(conn, |c| {
+        for chunk in pow2_chunks(rows, chunk_rows(18)) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO dead_letters (id, message_row, event_id, outbox_id, route, sink, \
              routing_key, coi, stage, class, code, reason, attempts, created_at, \
              first_attempt_at, last_attempt_at, status, broker_key) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(r.message_row)
-                .push_bind(r.event_id.as_deref())
-                .push_bind(r.outbox_id)
-                .push_bind(r.route.as_deref())
-                .push_bind(r.sink.as_deref())
-                .push_bind(r.routing_key.as_deref())
-                .push_bind(r.coi.as_deref())
-                .push_bind(r.stage)
-                .push_bind(r.class.as_str())
-                .push_bind(r.code)
-                .push_bind(r.reason.as_ref())
-                .push_bind(r.attempts)
-                .push_bind(now)
-                .push_bind(r.first_attempt_at.as_str())
-                .push_bind(now)
-                .push("'open'")
-                .push_bind(r.broker_key.as_deref());
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    for chunk in pow2_chunks(rows, chunk_rows(4)) {
-        let mut qb = QueryBuilder::<Sqlite>::new(
-            "INSERT INTO dead_letter_history (dead_letter, at, actor, action, code, note) ",
-        );
-        qb.push_values(chunk, |mut b, r| {
-            b.push_bind(r.id)
-                .push_bind(now)
-                .push("'system'")
-                .push("'dead_lettered'")
-                .push_bind(r.code)
-                .push_bind(r.reason.as_ref());
-        });
-        qb.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(r.message_row)
+                    .push_bind(r.event_id.as_deref())
+                    .push_bind(r.outbox_id)
+                    .push_bind(r.route.as_deref())
+                    .push_bind(r.sink.as_deref())
+                    .push_bind(r.routing_key.as_deref())
+                    .push_bind(r.coi.as_deref())
+                    .push_bind(r.stage)
+                    .push_bind(r.class.as_str())
+                    .push_bind(r.code)
+                    .push_bind(r.reason.as_ref())
+                    .push_bind(r.attempts)
+                    .push_bind(now)
+                    .push_bind(r.first_attempt_at.as_str())
+                    .push_bind(now)
+                    .push("'open'")
+                    .push_bind(r.broker_key.as_deref());
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+        for chunk in pow2_chunks(rows, chunk_rows(4)) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO dead_letter_history (dead_letter, at, actor, action, code, note) ",
+            );
+            qb.push_values(chunk, |mut b, r| {
+                b.push_bind(r.id)
+                    .push_bind(now)
+                    .push("'system'")
+                    .push("'dead_lettered'")
+                    .push_bind(r.code)
+                    .push_bind(r.reason.as_ref());
+            });
+            qb.build().execute(&mut *c).await?;
+        }
+        Ok(())
+    })
 }
 
 /// Pending rows among `ids` become delivered; others are left as they are
 /// (a late confirm must not resurrect a dead-lettered row).
 pub(crate) async fn mark_delivered(
-    conn: &mut SqliteConnection,
+    conn: &mut Conn,
     ids: &[i64],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    for chunk in pow2_chunks(ids, 512) {
-        let mut qb =
-            QueryBuilder::<Sqlite>::new("UPDATE outbox SET state = 'delivered', delivered_at = ");
-        qb.push_bind(now)
-            .push(" WHERE state = 'pending' AND id IN (");
-        let mut sep = qb.separated(", ");
-        for id in chunk {
-            sep.push_bind(*id);
+    on_db!(conn, |c| {
+        for chunk in pow2_chunks(ids, 512) {
+            let mut qb =
+                QueryBuilder::new("UPDATE outbox SET state = 'delivered', delivered_at = ");
+            qb.push_bind(now)
+                .push(" WHERE state = 'pending' AND id IN (");
+            let mut sep = qb.separated(", ");
+            for id in chunk {
+                sep.push_bind(*id);
+            }
+            qb.push(")");
+            qb.build().execute(&mut *c).await?;
         }
-        qb.push(")");
-        qb.build().execute(&mut *conn).await?;
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 #[cfg(test)]

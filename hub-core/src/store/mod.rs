@@ -30,6 +30,7 @@ mod batch;
 mod broker;
 mod checkpoint;
 mod connect;
+mod db;
 mod dlq_read;
 mod dlq_records;
 mod dlq_write;
@@ -45,10 +46,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqlitePool;
 use tokio::sync::{mpsc, oneshot};
 
 pub use audit::{AuditCheck, GENESIS};
+pub use connect::redact as redact_url;
 pub use dlq_records::{
     AuditRecord, BrokerDeadLetter, DeadLetter, DeadLetterDetail, DeadLetterFilter,
     DeadLetterStatus, DlqOutcome, DlqResult, HistoryEntry, ReplayTarget, BROKER_CONNECTOR,
@@ -64,6 +65,7 @@ pub use records::{
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
 use audit::{AuditDraft, AuditHead};
+use db::Pool;
 use ops::{Answer, Command, Op, Request};
 
 /// What one group commit did, reported to [`StoreOptions::on_batch`].
@@ -87,12 +89,19 @@ pub type OnBatch = Arc<dyn Fn(BatchStats) + Send + Sync>;
 pub struct StoreOptions {
     /// `sqlite://data/cgthub.db`, relative to the working directory; parent
     /// directories are created. In-memory databases are refused: the
-    /// readers would not see the writer's data.
+    /// readers would not see the writer's data. Or
+    /// `postgres://user@host:5432/database` (the database must exist).
     pub url: String,
     /// Most messages in one group commit.
     pub batch_max: usize,
-    /// Size of the read-only connection pool.
+    /// Size of the read connection pool (PostgreSQL: also outbox claims).
     pub read_connections: u32,
+    /// This process among the hubs sharing a store: the owner of the
+    /// outbox rows it claims.
+    pub instance_id: String,
+    /// How long claimed outbox rows stay this instance's own before another
+    /// may take them (PostgreSQL; a single SQLite hub claims nothing).
+    pub claim_lease: Duration,
     /// `PRAGMA synchronous=FULL` (default): a commit survives power loss.
     /// `false` = NORMAL: survives a crash of the process, not of the machine.
     pub synchronous_full: bool,
@@ -106,6 +115,8 @@ impl Default for StoreOptions {
             url: "sqlite://data/cgthub.db".into(),
             batch_max: 512,
             read_connections: 4,
+            instance_id: "cgthub".into(),
+            claim_lease: Duration::from_secs(30),
             synchronous_full: true,
             on_batch: None,
         }
@@ -118,6 +129,8 @@ impl std::fmt::Debug for StoreOptions {
             .field("url", &self.url)
             .field("batch_max", &self.batch_max)
             .field("read_connections", &self.read_connections)
+            .field("instance_id", &self.instance_id)
+            .field("claim_lease", &self.claim_lease)
             .field("synchronous_full", &self.synchronous_full)
             .field("on_batch", &self.on_batch.is_some())
             .finish()
@@ -128,7 +141,8 @@ impl std::fmt::Debug for StoreOptions {
 #[derive(Clone)]
 pub struct Store {
     tx: mpsc::Sender<Command>,
-    pool: SqlitePool,
+    pool: Pool,
+    claims: Arc<query::Claims>,
 }
 
 impl Store {
@@ -141,7 +155,7 @@ impl Store {
         let head = AuditHead::load(&mut writer_conn)
             .await
             .map_err(|e| StoreError::Open {
-                url: opts.url.clone(),
+                url: connect::redact(&opts.url),
                 source: e.into(),
             })?;
         let batch_max = opts.batch_max.max(1);
@@ -151,15 +165,17 @@ impl Store {
             rx,
             head,
             batch_max,
-            on_batch: opts.on_batch,
+            on_batch: opts.on_batch.clone(),
             closing: None,
-            checkpoint: Some(checkpoint::spawn(conns.checkpoint)),
+            checkpoint: conns.checkpoint.map(checkpoint::spawn),
+            reconnect: conns.reconnect,
         };
         tokio::spawn(writer.run());
-        tracing::info!(url = %opts.url, batch_max, "store open");
+        tracing::info!(url = %connect::redact(&opts.url), batch_max, instance = %opts.instance_id, "store open");
         Ok(Store {
             tx,
             pool: conns.readers,
+            claims: Arc::new(query::Claims::new(&opts)),
         })
     }
 
@@ -178,13 +194,19 @@ impl Store {
     /// with event bodies. In the order of the `outbox_due` index, so a poll
     /// reads `limit` rows however long the backlog is (ordering by id alone
     /// sorted the whole backlog on every poll).
+    ///
+    /// On PostgreSQL the rows are claimed: leased to this instance for the
+    /// claim lease, so that no other instance publishes them meanwhile
+    /// (rows whose lease ran out, their instance gone, are claimable again).
+    /// One relay per sink per instance, so rows this instance still holds
+    /// are returned again on its next poll, as on SQLite.
     pub async fn pending(
         &self,
         sink: &str,
         limit: u32,
         now: DateTime<Utc>,
     ) -> Result<Vec<OutboxItem>, StoreError> {
-        query::pending(&self.pool, sink, limit, now).await
+        query::pending(&self.pool, &self.claims, sink, limit, now).await
     }
 
     /// Marks pending outbox rows delivered (in the next group commit).
@@ -405,7 +427,44 @@ impl Store {
 
     /// Outbox counts and the age of the oldest pending row at `now`.
     pub async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
-        query::outbox_stats(&self.pool, now).await
+        query::outbox_stats(&self.pool, &self.claims, now).await
+    }
+
+    /// This process's instance id (the owner of its outbox claims).
+    pub fn instance_id(&self) -> &str {
+        &self.claims.instance
+    }
+
+    /// Which database this store is on: `sqlite` or `postgres`.
+    pub fn backend(&self) -> &'static str {
+        if self.pool.is_postgres() {
+            "postgres"
+        } else {
+            "sqlite"
+        }
+    }
+
+    /// Applies the schema migrations to the database `opts` names; returns
+    /// the schema version before and after (`cgthub migrate`).
+    pub async fn migrate(opts: &StoreOptions) -> Result<(i64, i64), StoreError> {
+        connect::migrate(opts).await
+    }
+
+    /// `(applied, known)`: the database's schema version and this
+    /// program's, without changing anything (`cgthub check`). `applied` is
+    /// 0 for a database the hub never opened.
+    pub async fn schema_status(opts: &StoreOptions) -> Result<(i64, i64), StoreError> {
+        match connect::open_readers(opts).await {
+            Ok(pool) => {
+                let v = connect::applied_version(&pool)
+                    .await
+                    .map_err(StoreError::read("schema_status"))?;
+                pool.close().await;
+                Ok((v, connect::schema_version(pool.is_postgres())))
+            }
+            Err(StoreError::SchemaBehind { found, needed }) => Ok((found, needed)),
+            Err(e) => Err(e),
+        }
     }
 
     /// Messages by status, events, unmatched events, dead letters.
@@ -420,7 +479,11 @@ impl Store {
     pub async fn open_read_only(opts: StoreOptions) -> Result<Store, StoreError> {
         let pool = connect::open_readers(&opts).await?;
         let (tx, _) = mpsc::channel(1);
-        Ok(Store { tx, pool })
+        Ok(Store {
+            tx,
+            pool,
+            claims: Arc::new(query::Claims::new(&opts)),
+        })
     }
 
     /// Commits what is queued, stops the writer, closes all connections.
@@ -431,6 +494,7 @@ impl Store {
         if self.tx.send(Command::Close(done)).await.is_ok() {
             let _ = wait.await;
         }
+        query::release_claims(&self.pool, &self.claims).await;
         self.pool.close().await;
     }
 

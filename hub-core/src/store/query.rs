@@ -1,9 +1,11 @@
-//! Reads, on the read-only pool. WAL lets them run beside the writer and
-//! see only committed data.
+//! Reads, on the read pool (SQLite: read-only connections, which WAL lets
+//! run beside the writer and see only committed data), and the outbox
+//! claims of PostgreSQL.
 
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::QueryBuilder;
+
+use super::db::{on_db, Db, Pool};
 
 use super::records::{
     EventFilter, MessageRecord, MessageStatus, OutboxItem, OutboxStats, Routing, StoreCounts,
@@ -18,39 +20,87 @@ pub(crate) fn count(table: &'static str, n: i64) -> Result<u32, StoreError> {
     })
 }
 
+/// Who claims outbox rows, for how long (PostgreSQL).
+#[derive(Debug)]
+pub(crate) struct Claims {
+    pub instance: String,
+    pub lease: chrono::Duration,
+}
+
+impl Claims {
+    pub(crate) fn new(opts: &super::StoreOptions) -> Claims {
+        Claims {
+            instance: opts.instance_id.clone(),
+            lease: chrono::Duration::from_std(opts.claim_lease)
+                .unwrap_or_else(|_| chrono::Duration::seconds(30)),
+        }
+    }
+}
+
+type PendingRow = (
+    i64,
+    String,
+    String,
+    String,
+    i64,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+);
+
 pub(crate) async fn pending(
-    pool: &SqlitePool,
+    pool: &Pool,
+    claims: &Claims,
     sink: &str,
     limit: u32,
     now: DateTime<Utc>,
 ) -> Result<Vec<OutboxItem>, StoreError> {
-    type Row = (
-        i64,
-        String,
-        String,
-        String,
-        i64,
-        String,
-        String,
-        Option<String>,
-        Option<String>,
-        String,
-        String,
-    );
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT o.id, o.event_id, o.route, o.sink, o.attempts, o.routing_key, e.kind, e.coi, \
-         e.product, m.partner, e.body FROM outbox o \
-         JOIN events e ON e.event_id = o.event_id \
-         JOIN messages m ON m.id = e.message_row \
-         WHERE o.state = 'pending' AND o.sink = ? AND o.next_attempt_at <= ? \
-         ORDER BY o.next_attempt_at, o.id LIMIT ?",
-    )
-    .bind(sink)
-    .bind(time::fmt(now))
-    .bind(i64::from(limit))
-    .fetch_all(pool)
-    .await
-    .map_err(StoreError::read("pending"))?;
+    let rows: Vec<PendingRow> = match pool {
+        Db::Lite(p) => sqlx::query_as(
+            "SELECT o.id, o.event_id, o.route, o.sink, o.attempts, o.routing_key, e.kind, e.coi, \
+             e.product, m.partner, e.body, o.next_attempt_at FROM outbox o \
+             JOIN events e ON e.event_id = o.event_id \
+             JOIN messages m ON m.id = e.message_row \
+             WHERE o.state = 'pending' AND o.sink = $1 AND o.next_attempt_at <= $2 \
+             ORDER BY o.next_attempt_at, o.id LIMIT $3",
+        )
+        .bind(sink)
+        .bind(time::fmt(now))
+        .bind(i64::from(limit))
+        .fetch_all(p)
+        .await
+        .map_err(StoreError::read("pending"))?,
+        // Claimed in one statement: rows another instance is claiming at
+        // this moment are skipped, not waited for; rows it holds under a
+        // live lease are not due for us.
+        Db::Pg(p) => {
+            let mut rows: Vec<PendingRow> = sqlx::query_as(
+                "UPDATE outbox o SET lease_owner = $1, lease_until = $2 \
+                 FROM events e JOIN messages m ON m.id = e.message_row \
+                 WHERE e.event_id = o.event_id AND o.id IN ( \
+                   SELECT id FROM outbox \
+                   WHERE state = 'pending' AND sink = $3 AND next_attempt_at <= $4 \
+                   AND (lease_until IS NULL OR lease_until <= $4 OR lease_owner = $1) \
+                   ORDER BY next_attempt_at, id LIMIT $5 FOR UPDATE SKIP LOCKED) \
+                 RETURNING o.id, o.event_id, o.route, o.sink, o.attempts, o.routing_key, e.kind, \
+                 e.coi, e.product, m.partner, e.body, o.next_attempt_at",
+            )
+            .bind(claims.instance.as_str())
+            .bind(time::fmt(now + claims.lease))
+            .bind(sink)
+            .bind(time::fmt(now))
+            .bind(i64::from(limit))
+            .fetch_all(p)
+            .await
+            .map_err(StoreError::read("pending"))?;
+            rows.sort_unstable_by(|a, b| (&a.11, a.0).cmp(&(&b.11, b.0)));
+            rows
+        }
+    };
     rows.into_iter()
         .map(
             |(
@@ -65,6 +115,7 @@ pub(crate) async fn pending(
                 product,
                 partner,
                 body,
+                _due,
             )| {
                 Ok(OutboxItem {
                     id,
@@ -89,34 +140,33 @@ pub(crate) async fn pending(
         .collect()
 }
 
-pub(crate) async fn events(
-    pool: &SqlitePool,
-    f: &EventFilter,
-) -> Result<Vec<StoredEvent>, StoreError> {
-    let mut qb = QueryBuilder::<Sqlite>::new(
-        "SELECT event_id, kind, coi, message_row, routing, body FROM events WHERE 1 = 1",
-    );
-    if let Some(coi) = &f.coi {
-        qb.push(" AND coi = ").push_bind(coi.as_str());
-    }
-    if let Some(kind) = &f.kind {
-        qb.push(" AND kind = ").push_bind(kind.as_str());
-    }
-    if let Some(row) = f.message_row {
-        qb.push(" AND message_row = ").push_bind(row);
-    }
-    if f.unmatched_only {
-        qb.push(" AND routing = 'unmatched'");
-    }
-    // Insertion order is the newest-first order, and every index on events
-    // ends in the rowid, so this needs no sort.
-    qb.push(" ORDER BY rowid DESC LIMIT ")
-        .push_bind(i64::from(f.limit));
-    let rows: Vec<(String, String, Option<String>, i64, String, String)> = qb
-        .build_query_as()
-        .fetch_all(pool)
-        .await
-        .map_err(StoreError::read("events"))?;
+pub(crate) async fn events(pool: &Pool, f: &EventFilter) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows: Vec<(String, String, Option<String>, i64, String, String)> = on_db!(pool, |p| {
+        let mut qb = QueryBuilder::new(
+            "SELECT event_id, kind, coi, message_row, routing, body FROM events WHERE 1 = 1",
+        );
+        if let Some(coi) = &f.coi {
+            qb.push(" AND coi = ").push_bind(coi.as_str());
+        }
+        if let Some(kind) = &f.kind {
+            qb.push(" AND kind = ").push_bind(kind.as_str());
+        }
+        if let Some(row) = f.message_row {
+            qb.push(" AND message_row = ").push_bind(row);
+        }
+        if f.unmatched_only {
+            qb.push(" AND routing = 'unmatched'");
+        }
+        // Insertion order is the newest-first order, and every index on events
+        // ends in the rowid (PostgreSQL: a column of that name), so this needs
+        // no sort.
+        qb.push(" ORDER BY rowid DESC LIMIT ")
+            .push_bind(i64::from(f.limit));
+        qb.build_query_as()
+            .fetch_all(p)
+            .await
+            .map_err(StoreError::read("events"))?
+    });
     rows.into_iter()
         .map(|(event_id, kind, coi, message_row, routing, body)| {
             Ok(StoredEvent {
@@ -131,64 +181,120 @@ pub(crate) async fn events(
         .collect()
 }
 
-pub(crate) async fn message(
-    pool: &SqlitePool,
-    id: i64,
-) -> Result<Option<MessageRecord>, StoreError> {
-    let row = sqlx::query(
-        "SELECT id, connector, partner, message_id, content_type, sha256, status, error_code, \
-         error, stage, received_at, origin, payload FROM messages WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::read("message"))?;
+type MessageRow = (
+    i64,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    Vec<u8>,
+);
+
+pub(crate) async fn message(pool: &Pool, id: i64) -> Result<Option<MessageRecord>, StoreError> {
+    let (row, events): (Option<MessageRow>, Vec<(String, String)>) = on_db!(pool, |p| {
+        let row: Option<MessageRow> = sqlx::query_as(
+            "SELECT id, connector, partner, message_id, content_type, sha256, status, error_code, \
+             error, stage, received_at, origin, payload FROM messages WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(p)
+        .await
+        .map_err(StoreError::read("message"))?;
+        let events = sqlx::query_as(
+            "SELECT event_id, kind FROM events WHERE message_row = $1 ORDER BY rowid",
+        )
+        .bind(id)
+        .fetch_all(p)
+        .await
+        .map_err(StoreError::read("message events"))?;
+        (row, events)
+    });
     let Some(row) = row else {
         return Ok(None);
     };
-    let events: Vec<(String, String)> =
-        sqlx::query_as("SELECT event_id, kind FROM events WHERE message_row = ? ORDER BY rowid")
-            .bind(id)
-            .fetch_all(pool)
-            .await
-            .map_err(StoreError::read("message events"))?;
-    message_from_row(&row, events).map(Some)
+    message_from_row(row, events).map(Some)
 }
 
-fn message_from_row(
-    row: &SqliteRow,
+pub(crate) fn message_from_row(
+    row: MessageRow,
     events: Vec<(String, String)>,
 ) -> Result<MessageRecord, StoreError> {
-    let get = StoreError::read("message");
-    let status: String = row.try_get("status").map_err(&get)?;
-    let received_at: String = row.try_get("received_at").map_err(&get)?;
+    let (
+        id,
+        connector,
+        partner,
+        message_id,
+        content_type,
+        sha256,
+        status,
+        error_code,
+        error,
+        stage,
+        received_at,
+        origin,
+        payload,
+    ) = row;
     Ok(MessageRecord {
-        id: row.try_get("id").map_err(&get)?,
-        connector: row.try_get("connector").map_err(&get)?,
-        partner: row.try_get("partner").map_err(&get)?,
-        message_id: row.try_get("message_id").map_err(&get)?,
-        content_type: row.try_get("content_type").map_err(&get)?,
-        sha256: row.try_get("sha256").map_err(&get)?,
+        id,
+        connector,
+        partner,
+        message_id,
+        content_type,
+        sha256,
         status: MessageStatus::parse(&status)?,
-        error_code: row.try_get("error_code").map_err(&get)?,
-        error: row.try_get("error").map_err(&get)?,
-        stage: row.try_get("stage").map_err(&get)?,
+        error_code,
+        error,
+        stage,
         received_at: time::parse("messages", &received_at)?,
-        origin: row.try_get("origin").map_err(&get)?,
-        payload: row.try_get("payload").map_err(&get)?,
+        origin,
+        payload,
         events,
     })
 }
 
 pub(crate) async fn outbox_stats(
-    pool: &SqlitePool,
+    pool: &Pool,
+    claims: &Claims,
     now: DateTime<Utc>,
 ) -> Result<OutboxStats, StoreError> {
-    let by_state: Vec<(String, i64)> =
-        sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
-            .fetch_all(pool)
+    let read = StoreError::read("outbox_stats");
+    let (by_state, oldest): (Vec<(String, i64)>, Option<String>) = on_db!(pool, |p| {
+        let by_state = sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
+            .fetch_all(p)
             .await
-            .map_err(StoreError::read("outbox_stats"))?;
+            .map_err(&read)?;
+        // Ids grow with created_at, so the smallest pending id is the
+        // oldest; MIN(id) reads only the pending part of the (state, …, id)
+        // index.
+        let oldest = sqlx::query_scalar(
+            "SELECT created_at FROM outbox \
+             WHERE id = (SELECT MIN(id) FROM outbox WHERE state = 'pending')",
+        )
+        .fetch_optional(p)
+        .await
+        .map_err(&read)?;
+        (by_state, oldest)
+    });
+    // Only PostgreSQL stores claim.
+    let claimed: i64 = match pool {
+        Db::Lite(_) => 0,
+        Db::Pg(p) => sqlx::query_scalar(
+            "SELECT COUNT(*) FROM outbox WHERE state = 'pending' \
+             AND lease_owner = $1 AND lease_until > $2",
+        )
+        .bind(claims.instance.as_str())
+        .bind(time::fmt(now))
+        .fetch_one(p)
+        .await
+        .map_err(&read)?,
+    };
     let mut stats = OutboxStats::default();
     for (state, n) in by_state {
         let n = u64::try_from(n).unwrap_or(0);
@@ -199,14 +305,7 @@ pub(crate) async fn outbox_stats(
             _ => {}
         }
     }
-    // Ids grow with created_at, so the smallest pending id is the oldest;
-    // MIN(id) reads only the pending part of the (state, …, id) index.
-    let oldest: Option<String> = sqlx::query_scalar(
-        "SELECT created_at FROM outbox WHERE id = (SELECT MIN(id) FROM outbox WHERE state = 'pending')",
-    )
-    .fetch_optional(pool)
-    .await
-    .map_err(StoreError::read("outbox_stats"))?;
+    stats.claimed = u64::try_from(claimed).unwrap_or(0);
     if let Some(created) = oldest {
         let age = now - time::parse("outbox", &created)?;
         stats.oldest_pending_age_secs = (age.num_milliseconds() as f64 / 1000.0).max(0.0);
@@ -214,13 +313,24 @@ pub(crate) async fn outbox_stats(
     Ok(stats)
 }
 
-pub(crate) async fn counts(pool: &SqlitePool) -> Result<StoreCounts, StoreError> {
+pub(crate) async fn counts(pool: &Pool) -> Result<StoreCounts, StoreError> {
     let read = StoreError::read("counts");
-    let by_status: Vec<(String, i64)> =
-        sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
-            .fetch_all(pool)
+    let (by_status, (events, unmatched, dead)): (Vec<(String, i64)>, (i64, i64, i64)) =
+        on_db!(pool, |p| {
+            let by_status = sqlx::query_as("SELECT status, COUNT(*) FROM messages GROUP BY status")
+                .fetch_all(p)
+                .await
+                .map_err(&read)?;
+            let totals = sqlx::query_as(
+                "SELECT (SELECT COUNT(*) FROM events), \
+                 (SELECT COUNT(*) FROM events WHERE routing = 'unmatched'), \
+                 (SELECT COUNT(*) FROM dead_letters)",
+            )
+            .fetch_one(p)
             .await
             .map_err(&read)?;
+            (by_status, totals)
+        });
     let mut counts = StoreCounts::default();
     for (status, n) in by_status {
         counts.by_status.insert(
@@ -228,16 +338,26 @@ pub(crate) async fn counts(pool: &SqlitePool) -> Result<StoreCounts, StoreError>
             u64::try_from(n).unwrap_or(0),
         );
     }
-    let (events, unmatched, dead): (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT COUNT(*) FROM events), \
-         (SELECT COUNT(*) FROM events WHERE routing = 'unmatched'), \
-         (SELECT COUNT(*) FROM dead_letters)",
-    )
-    .fetch_one(pool)
-    .await
-    .map_err(&read)?;
     counts.events = u64::try_from(events).unwrap_or(0);
     counts.unmatched = u64::try_from(unmatched).unwrap_or(0);
     counts.dead_letters = u64::try_from(dead).unwrap_or(0);
     Ok(counts)
+}
+
+/// Gives this instance's claims up (at shutdown), so that another instance
+/// takes the rows at once instead of after the lease. Best effort: a lease
+/// not released runs out anyway.
+pub(crate) async fn release_claims(pool: &Pool, claims: &Claims) {
+    let Db::Pg(p) = pool else {
+        return;
+    };
+    let done = sqlx::query(
+        "UPDATE outbox SET lease_until = NULL WHERE state = 'pending' AND lease_owner = $1",
+    )
+    .bind(claims.instance.as_str())
+    .execute(p)
+    .await;
+    if let Err(e) = done {
+        tracing::warn!(error = %e, "could not release the outbox claims; they run out by themselves");
+    }
 }

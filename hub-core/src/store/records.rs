@@ -267,6 +267,8 @@ pub struct OutboxStats {
     pub oldest_pending_age_secs: f64,
     pub dead: u64,
     pub delivered: u64,
+    /// Pending rows this instance holds under a live claim (PostgreSQL).
+    pub claimed: u64,
 }
 
 /// Row counts, for `cgthub` status output and tests.

@@ -11,19 +11,21 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use sqlx::{Connection, SqliteConnection};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Connection};
 use tokio::sync::{mpsc, oneshot};
 
 use super::audit::AuditHead;
 use super::batch;
 use super::checkpoint::Kick;
-use super::error::sqlx_class;
+use super::db::{self, on_db, Conn, Db};
+use super::error::{is_pg_conflict, sqlx_class};
 use super::ops::{Answer, Command, Op, Request};
 use super::{BatchStats, OnBatch, StoreError};
 use crate::error::ErrorClass;
 
 pub(crate) struct Writer {
-    pub conn: SqliteConnection,
+    pub conn: Conn,
     pub rx: mpsc::Receiver<Command>,
     /// The committed audit chain head; a batch works on a copy.
     pub head: AuditHead,
@@ -31,9 +33,14 @@ pub(crate) struct Writer {
     pub on_batch: Option<OnBatch>,
     /// Set once a close was asked for (or every handle is gone).
     pub closing: Option<Vec<oneshot::Sender<()>>>,
+    /// PostgreSQL: how to open a new write connection when the old one broke.
+    pub reconnect: Option<PgConnectOptions>,
     /// The background checkpointer, kicked after each commit.
     pub checkpoint: Option<(Kick, tokio::task::JoinHandle<()>)>,
 }
+
+/// Times a batch that lost a deadlock to another instance is run again.
+const PG_CONFLICT_RETRIES: usize = 3;
 
 /// The ops of one batch, and how many of them are messages.
 #[derive(Default)]
@@ -110,7 +117,8 @@ impl Writer {
             drop(kick);
             let _ = task.await;
         }
-        if let Err(e) = self.conn.close().await {
+        let closed = on_db!(self.conn, |c| c.close().await);
+        if let Err(e) = closed {
             tracing::warn!(error = %e, "closing the store's write connection failed");
         }
         tracing::debug!("store writer stopped");
@@ -126,11 +134,27 @@ impl Writer {
     /// appended to the chain, passes once the rollback reloaded the head.)
     async fn commit(&mut self, mut batch: Batch) {
         let started = Instant::now();
-        let err = match self.transaction(&mut batch, true).await {
+        let mut err = match self.transaction(&mut batch, true).await {
             Ok(done) => return self.answer(batch, done, started),
             Err(e) => e,
         };
+        // PostgreSQL: a deadlock with another instance (both inserting the
+        // same message ids in opposite order) aborted one of the two; run
+        // it again as it was.
+        for _ in 0..PG_CONFLICT_RETRIES {
+            if !is_pg_conflict(&err) {
+                break;
+            }
+            tracing::debug!(error = %err, "store group commit lost a race with another instance; again");
+            err = match self.transaction(&mut batch, false).await {
+                Ok(done) => return self.answer(batch, done, started),
+                Err(e) => e,
+            };
+        }
         tracing::warn!(error = %err, ops = batch.ops.len(), "store group commit failed, rolled back");
+        if sqlx_class(&err) == ErrorClass::Transient {
+            self.reconnect_if_broken().await;
+        }
         if sqlx_class(&err) == ErrorClass::Permanent {
             for op in batch.ops {
                 let started = Instant::now();
@@ -149,7 +173,7 @@ impl Writer {
         }
     }
 
-    /// BEGIN IMMEDIATE, rounds of [`batch::apply`] (the first for `batch`,
+    /// BEGIN (IMMEDIATE on SQLite), rounds of [`batch::apply`] (the first for `batch`,
     /// then for late joiners when `join`), COMMIT. On error: ROLLBACK and
     /// reload the audit head, which a failed batch must not advance.
     async fn transaction(
@@ -157,9 +181,7 @@ impl Writer {
         batch: &mut Batch,
         join: bool,
     ) -> Result<Committed, sqlx::Error> {
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut self.conn)
-            .await?;
+        db::begin(&mut self.conn).await?;
         let mut done = Committed {
             answers: Vec::with_capacity(batch.ops.len()),
             head: self.head.clone(),
@@ -176,7 +198,7 @@ impl Writer {
                     break;
                 }
             }
-            sqlx::query("COMMIT").execute(&mut self.conn).await
+            db::commit(&mut self.conn).await
         }
         .await;
         match result {
@@ -188,8 +210,30 @@ impl Writer {
         }
     }
 
+    /// PostgreSQL: after a failover or a restart the writer's connection is
+    /// gone; a new one is made for the next batch (whose callers then
+    /// succeed; this batch's were told it failed and resend).
+    async fn reconnect_if_broken(&mut self) {
+        let (Db::Pg(c), Some(opts)) = (&mut self.conn, &self.reconnect) else {
+            return;
+        };
+        if c.ping().await.is_ok() {
+            return;
+        }
+        match opts.connect().await {
+            Ok(fresh) => {
+                tracing::info!("store write connection re-established");
+                self.conn = Db::Pg(fresh);
+                self.roll_back().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store write connection lost; retrying with the next batch")
+            }
+        }
+    }
+
     async fn roll_back(&mut self) {
-        if let Err(e) = sqlx::query("ROLLBACK").execute(&mut self.conn).await {
+        if let Err(e) = db::rollback(&mut self.conn).await {
             // "no transaction is active" after a failed BEGIN is expected.
             tracing::debug!(error = %e, "rollback");
         }

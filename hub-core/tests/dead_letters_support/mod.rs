@@ -1,10 +1,10 @@
-//! A hub on a real SQLite file, with one route to sink `file` and a
-//! connector whose mapping can be broken and fixed, for the dead-letter
-//! tests (`mod dead_letters_support;`).
+//! A hub on a test's database (SQLite or PostgreSQL, see
+//! `store_fixtures::TestDb`), with one route to sink `file` and a connector
+//! whose mapping can be broken and fixed, for the dead-letter tests (`mod
+//! store_fixtures; mod dead_letters_support;`).
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -14,12 +14,14 @@ use hub_core::error::Stage;
 use hub_core::event::{Source, TemperatureReading};
 use hub_core::routing::Router;
 use hub_core::sink::BoxFuture;
-use hub_core::store::{Store, StoreOptions};
+use hub_core::store::Store;
 use hub_core::{
     Connector, ConnectorError, Decoded, EventData, Hub, Inbound, Metrics, Problem, Receipt,
     TherapyEvent,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::store_fixtures::TestDb;
 
 pub const KIND: &str = "courier";
 pub const SINK: &str = "file";
@@ -100,6 +102,7 @@ impl Connector for FlakyConnector {
 }
 
 pub struct Setup {
+    /// The routes.
     pub dir: tempfile::TempDir,
     pub store: Store,
     pub hub: Hub,
@@ -130,15 +133,8 @@ impl Setup {
     }
 }
 
-pub fn options(dir: &Path) -> StoreOptions {
-    StoreOptions {
-        url: format!("sqlite://{}", dir.join("cgthub.db").display()),
-        ..StoreOptions::default()
-    }
-}
-
 /// `temperature.*` → `file`; with `to_gone`, `temperature.*` → `gone` instead.
-pub async fn setup_with(to_gone: bool) -> Setup {
+pub async fn setup_with(db: &TestDb, to_gone: bool) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let routes = dir.path().join("routes");
     std::fs::create_dir_all(&routes).unwrap();
@@ -153,7 +149,7 @@ pub async fn setup_with(to_gone: bool) -> Setup {
     .unwrap();
     let known: BTreeSet<String> = [SINK.to_string(), GONE_SINK.to_string()].into();
     let router = Router::load_dir(&routes, &known).unwrap();
-    let store = Store::open(options(dir.path())).await.unwrap();
+    let store = Store::open(db.options()).await.unwrap();
     let hub = Hub::new(
         store.clone(),
         router,
@@ -172,6 +168,6 @@ pub async fn setup_with(to_gone: bool) -> Setup {
     }
 }
 
-pub async fn setup() -> Setup {
-    setup_with(false).await
+pub async fn setup(db: &TestDb) -> Setup {
+    setup_with(db, false).await
 }
