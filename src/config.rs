@@ -23,6 +23,8 @@ pub const ENV_PREFIX: &str = "CGTHUB";
 pub struct Settings {
     /// Folder for the database, sink files and inboxes (created if missing).
     pub data_dir: PathBuf,
+    /// This process among several hubs sharing one store.
+    pub instance: InstanceConfig,
     pub http: HttpConfig,
     pub mllp: MllpConfig,
     pub store: StoreConfig,
@@ -38,6 +40,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data_dir: PathBuf::from("data"),
+            instance: InstanceConfig::default(),
             http: HttpConfig::default(),
             mllp: MllpConfig::default(),
             store: StoreConfig::default(),
@@ -45,6 +48,24 @@ impl Default for Settings {
             amqp: AmqpSettings::default(),
             sinks: BTreeMap::new(),
             log: LogConfig::default(),
+        }
+    }
+}
+
+/// `[instance]`: who this process is among the hubs sharing a store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct InstanceConfig {
+    /// Stable and unique per process (`hub-a`, `hub-b`…): outbox rows this
+    /// instance claims carry it, in the store and in `/metrics`. Default:
+    /// `cgthub`, enough for one hub.
+    pub id: String,
+}
+
+impl Default for InstanceConfig {
+    fn default() -> Self {
+        InstanceConfig {
+            id: "cgthub".into(),
         }
     }
 }
@@ -69,15 +90,20 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// `sqlite://PATH` (relative to the working directory).
+    /// `sqlite://PATH` (relative to the working directory) or
+    /// `postgres://USER[:PASSWORD]@HOST:PORT/DATABASE`.
     pub url: String,
     /// Most messages written in one group commit.
     pub batch_max: usize,
     /// `full`: a commit survives power loss (fsync per group commit).
     /// `normal`: survives a crash of the hub, not of the machine.
     pub synchronous: Synchronous,
-    /// Connections for reads (API, CLI, outbox relay).
+    /// Connections for reads (API, CLI, outbox relay); on PostgreSQL also
+    /// the outbox claims. The writer has one connection besides.
     pub read_connections: u32,
+    /// PostgreSQL: how long outbox rows an instance claimed stay its own;
+    /// after that (the instance died) another instance publishes them.
+    pub claim_lease_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -94,6 +120,7 @@ impl Default for StoreConfig {
             batch_max: 512,
             synchronous: Synchronous::Full,
             read_connections: 4,
+            claim_lease_ms: 30_000,
         }
     }
 }

@@ -71,9 +71,12 @@ async fn healthz(State(hub): State<Hub>) -> Response {
             Json(json!({
                 "status": if degraded { "degraded" } else { "ok" },
                 "store": "ok",
+                "store_backend": hub.store().backend(),
+                "instance": hub.store().instance_id(),
                 "components": components,
                 "outbox_pending": stats.pending,
                 "outbox_oldest_age_secs": stats.oldest_pending_age_secs,
+                "outbox_claimed": stats.claimed,
             }))
             .into_response()
         }
@@ -90,7 +93,15 @@ async fn metrics(State(hub): State<Hub>) -> Response {
         let m = hub.metrics();
         m.outbox_pending.set(stats.pending as i64);
         m.outbox_oldest_age.set(stats.oldest_pending_age_secs);
+        m.outbox_claimed.set(stats.claimed as i64);
     }
+    hub.metrics()
+        .instance
+        .get_or_create(&hub_core::metrics::InstanceLabels {
+            instance: hub.store().instance_id().to_string(),
+            store: hub.store().backend().to_string(),
+        })
+        .set(1);
     for (component, c) in hub.component_health() {
         hub.metrics()
             .component_up

@@ -23,7 +23,16 @@ pub const CONNECTIONS_OPEN: &str = "cgthub_connections_open";
 pub const OUTBOX_PENDING: &str = "cgthub_outbox_pending";
 pub const OUTBOX_OLDEST_AGE_SECONDS: &str = "cgthub_outbox_oldest_age_seconds";
 pub const COMPONENT_UP: &str = "cgthub_component_up";
+pub const OUTBOX_CLAIMED: &str = "cgthub_outbox_claimed";
+pub const INSTANCE_INFO: &str = "cgthub_instance";
 pub const DEAD_LETTER_ACTIONS: &str = "cgthub_dead_letter_actions";
+
+/// Labels of the instance info gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InstanceLabels {
+    pub instance: String,
+    pub store: String,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PartnerLabels {
@@ -102,6 +111,8 @@ pub struct Metrics {
     pub outbox_pending: Gauge,
     pub outbox_oldest_age: Gauge<f64, std::sync::atomic::AtomicU64>,
     pub component_up: Family<ComponentLabels, Gauge>,
+    pub outbox_claimed: Gauge,
+    pub instance: Family<InstanceLabels, Gauge>,
     pub dead_letter_actions: Family<ActionLabels, Counter>,
 }
 
@@ -124,6 +135,8 @@ impl Default for Metrics {
             outbox_pending: Gauge::default(),
             outbox_oldest_age: Gauge::default(),
             component_up: Family::default(),
+            outbox_claimed: Gauge::default(),
+            instance: Family::default(),
             dead_letter_actions: Family::default(),
         }
     }
@@ -212,6 +225,16 @@ impl Metrics {
             COMPONENT_UP,
             "1 while a linked system (a broker) is reachable, 0 while not",
             self.component_up.clone(),
+        );
+        r.register(
+            OUTBOX_CLAIMED,
+            "Waiting events this instance holds under a live claim (PostgreSQL store)",
+            self.outbox_claimed.clone(),
+        );
+        r.register(
+            INSTANCE_INFO,
+            "1, labelled with this instance's id and its store (sqlite or postgres)",
+            self.instance.clone(),
         );
         r.register(
             DEAD_LETTER_ACTIONS,

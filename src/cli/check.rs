@@ -9,7 +9,7 @@ use hub_core::routing::Router;
 
 use crate::config;
 
-pub fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
+pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     let loaded = match config::load(file) {
         Ok(l) => l,
         Err(e) => {
@@ -63,6 +63,28 @@ pub fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             ));
         }
     }
+    if s.instance.id.trim().is_empty() {
+        errors.push("instance.id: empty; name this process (e.g. hub-a)".into());
+    }
+    if s.store.claim_lease_ms < 1_000 {
+        errors.push(format!(
+            "store.claim_lease_ms = {}: below 1000 ms another instance would take rows still being published",
+            s.store.claim_lease_ms
+        ));
+    } else if s.store.url.starts_with("postgres")
+        && crate::broker::wanted(s)
+        && s.store.claim_lease_ms <= s.amqp.confirm_timeout_ms
+    {
+        warnings.push(format!(
+            "store.claim_lease_ms = {} is not above amqp.confirm_timeout_ms = {}: a row still awaiting its confirm may be published again by another instance",
+            s.store.claim_lease_ms, s.amqp.confirm_timeout_ms
+        ));
+    }
+    let mut notes: Vec<String> = Vec::new();
+    store_schema(s, &mut notes, &mut errors).await;
+    for n in &notes {
+        println!("note: {n}");
+    }
     for w in &warnings {
         println!("warning: {w}");
     }
@@ -83,5 +105,35 @@ pub fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     } else {
         println!("{} error(s)", errors.len());
         Ok(ExitCode::FAILURE)
+    }
+}
+
+/// Whether the store answers and its schema is this program's: a schema
+/// behind needs `cgthub migrate` (serve also migrates at start); one ahead
+/// belongs to a newer cgthub.
+async fn store_schema(s: &config::Settings, notes: &mut Vec<String>, errors: &mut Vec<String>) {
+    let opts = crate::serve::store_options(s, None);
+    let url = hub_core::store::redact_url(&opts.url);
+    if let Some(path) = opts.url.strip_prefix("sqlite://") {
+        let file = path.split('?').next().unwrap_or(path);
+        if !Path::new(file).exists() {
+            notes.push(format!(
+                "store {url}: not created yet; `cgthub serve` or `cgthub migrate` creates it"
+            ));
+            return;
+        }
+    }
+    match hub_core::store::Store::schema_status(&opts).await {
+        Ok((0, _)) => notes.push(format!(
+            "store {url}: empty; `cgthub serve` or `cgthub migrate` creates the schema"
+        )),
+        Ok((applied, known)) if applied < known => errors.push(format!(
+            "store {url}: schema version {applied} is behind this cgthub's {known}; run `cgthub migrate`"
+        )),
+        Ok((applied, known)) if applied > known => errors.push(format!(
+            "store {url}: schema version {applied} is newer than this cgthub's {known}; run the newer cgthub"
+        )),
+        Ok((applied, _)) => notes.push(format!("store {url}: schema version {applied}, up to date")),
+        Err(e) => errors.push(format!("store {url}: {e}")),
     }
 }

@@ -27,8 +27,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the hub: listeners, pipeline, outbox relays, HTTP.
     Serve(ConfigArg),
-    /// Validate the config, routes and mappings; exit 1 with file and line on a mistake.
+    /// Validate the config, routes and mappings, and that the store's schema
+    /// is this program's; exit 1 with file and line on a mistake.
     Check(ConfigArg),
+    /// Create or upgrade the store's schema (SQLite file or PostgreSQL
+    /// database), then exit. `serve` does the same at start.
+    Migrate(ConfigArg),
     /// Run mapping fixtures (`*.cases.toml`) and print a line per case.
     Test {
         /// A mappings folder, a format folder or one cases file.
@@ -173,7 +177,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::serve::run(loaded).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Check(c) => check::run(c.config.as_deref()),
+        Command::Check(c) => check::run(c.config.as_deref()).await,
+        Command::Migrate(c) => migrate(c.config.as_deref()).await,
         Command::Test { path, config } => test::run(&path, config.config.as_deref()),
         Command::Events {
             coi,
@@ -194,6 +199,20 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             protocol: BenchProtocol::AmqpBaseline(b),
         } => bench::amqp_baseline(b).await,
     }
+}
+
+/// `cgthub migrate`.
+async fn migrate(config_file: Option<&std::path::Path>) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(config_file)?;
+    let opts = crate::serve::store_options(&loaded.settings, None);
+    let url = hub_core::store::redact_url(&opts.url);
+    let (before, after) = hub_core::store::Store::migrate(&opts).await?;
+    if before == after {
+        println!("store {url}: schema version {after}, up to date");
+    } else {
+        println!("store {url}: schema version {before} -> {after}");
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Opens the configured store for a CLI read.
