@@ -137,3 +137,121 @@ fn the_rabbitmq_config_checks_and_a_queue_on_a_file_sink_is_refused() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("[amqp]"), "{text}");
 }
+
+/// Runs `psql` against `db` on the local PostgreSQL, panicking on failure.
+fn psql(db: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-d",
+            db,
+            "-c",
+            sql,
+        ])
+        .output()
+        .expect("psql (is PostgreSQL installed?)");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Drops the test's database however the test ends.
+struct Database(String);
+
+impl Drop for Database {
+    fn drop(&mut self) {
+        psql(
+            "postgres",
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+        );
+    }
+}
+
+#[test]
+fn migrate_creates_a_postgres_schema_and_check_tells_its_state() {
+    let db = Database(format!("cgthub_cli_{}", std::process::id()));
+    psql(
+        "postgres",
+        &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", db.0),
+    );
+    psql("postgres", &format!("CREATE DATABASE {}", db.0));
+    let url = format!("postgres://postgres@127.0.0.1:5432/{}", db.0);
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_cgthub"))
+            .args(args)
+            .env("CGTHUB__STORE__URL", &url)
+            .current_dir(repo())
+            .output()
+            .expect("run cgthub");
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+
+    let (ok, out) = run(&["check"]);
+    assert!(
+        ok,
+        "an empty database is fine: serve creates the schema\n{out}"
+    );
+    assert!(out.contains("empty"), "{out}");
+
+    let (ok, out) = run(&["migrate"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("schema version 0 -> "), "{out}");
+    let (ok, out) = run(&["migrate"]);
+    assert!(
+        ok && out.contains("up to date"),
+        "a second migrate changes nothing\n{out}"
+    );
+    let (ok, out) = run(&["check"]);
+    assert!(ok && out.contains("up to date"), "{out}");
+
+    // The newest migration undone in the books: behind.
+    psql(
+        &db.0,
+        "DELETE FROM _sqlx_migrations WHERE version = (SELECT MAX(version) FROM _sqlx_migrations)",
+    );
+    let (ok, out) = run(&["check"]);
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("is behind") && out.contains("cgthub migrate"),
+        "{out}"
+    );
+
+    // A schema from a newer cgthub: refused too.
+    psql(
+        &db.0,
+        "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from the future', true, '\\x00', 0)",
+    );
+    let (ok, out) = run(&["check"]);
+    assert!(!ok, "{out}");
+    assert!(out.contains("newer than this cgthub"), "{out}");
+}
+
+#[test]
+fn check_names_a_postgres_store_that_does_not_answer() {
+    let out = Command::new(env!("CARGO_BIN_EXE_cgthub"))
+        .args(["check"])
+        .env(
+            "CGTHUB__STORE__URL",
+            "postgres://postgres:secret@127.0.0.1:9/cgthub",
+        )
+        .current_dir(repo())
+        .output()
+        .expect("run cgthub");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("store postgres://postgres:***@127.0.0.1:9/cgthub"),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "the password stays out: {text}");
+}
