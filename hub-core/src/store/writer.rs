@@ -224,7 +224,11 @@ impl Writer {
             Ok(fresh) => {
                 tracing::info!("store write connection re-established");
                 self.conn = Db::Pg(fresh);
-                self.roll_back().await;
+                // Another instance may have appended to the audit chain.
+                match AuditHead::load(&mut self.conn).await {
+                    Ok(head) => self.head = head,
+                    Err(e) => tracing::warn!(error = %e, "cannot reload the audit chain head"),
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "store write connection lost; retrying with the next batch")
