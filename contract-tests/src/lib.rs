@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub mod load;
+pub mod pg;
+pub mod proxy;
 pub mod rabbit;
 
 pub const SB: u8 = 0x0B;
@@ -82,6 +84,9 @@ pub struct Setup<'a> {
     pub results_sink: Option<&'a str>,
     /// Config text appended to the generated file (more sinks, `[amqp]`).
     pub config_extra: Option<&'a str>,
+    /// The `[store]` section's keys (default: a SQLite file in the folder),
+    /// e.g. a PostgreSQL `url` with `claim_lease_ms`.
+    pub store: Option<&'a str>,
 }
 
 impl Hub {
@@ -114,6 +119,10 @@ impl Hub {
         let results = setup
             .results_sink
             .map_or_else(|| format!("{d}/out/results.jsonl"), str::to_string);
+        let store = setup.store.map_or_else(
+            || format!("url = \"sqlite://{d}/data/cgthub.db\""),
+            str::to_string,
+        );
         let config = dir.path().join("cgthub.toml");
         std::fs::write(
             &config,
@@ -124,7 +133,7 @@ addr = "{http}"
 [mllp]
 addr = "{mllp}"
 [store]
-url = "sqlite://{d}/data/cgthub.db"
+{store}
 [paths]
 routes = "{routes}"
 mappings = "{mappings}"

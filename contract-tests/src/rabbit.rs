@@ -80,7 +80,13 @@ impl Vhost {
 
     /// The AMQP URL of this vhost.
     pub fn url(&self) -> String {
-        format!("amqp://guest:guest@{BROKER}/{}", self.name)
+        self.url_via(BROKER)
+    }
+
+    /// The AMQP URL of this vhost through another address (a
+    /// [`crate::proxy::Proxy`] in front of the broker).
+    pub fn url_via(&self, addr: impl std::fmt::Display) -> String {
+        format!("amqp://guest:guest@{addr}/{}", self.name)
     }
 
     fn channel(&mut self) -> Channel {
@@ -147,6 +153,20 @@ impl Vhost {
     /// Consumes (and acks) until `n` messages arrived from `queue` or
     /// `timeout` passed; returns what arrived.
     pub fn take(&mut self, queue: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        self.take_until(queue, timeout, |got| got.len() >= n)
+    }
+
+    /// Consumes (and acks) from `queue`, in one consumer, until `enough`
+    /// says so of what arrived or `timeout` passed; returns what arrived.
+    /// (Stopping a consumer returns what the broker already pushed to it,
+    /// which a quorum queue counts against its delivery limit: wait for
+    /// what is wanted here rather than taking it in slices.)
+    pub fn take_until(
+        &mut self,
+        queue: &str,
+        timeout: Duration,
+        mut enough: impl FnMut(&[Received]) -> bool,
+    ) -> Vec<Received> {
         let ch = self.channel();
         let queue = queue.to_string();
         self.rt.block_on(async move {
@@ -161,7 +181,7 @@ impl Vhost {
                 .expect("basic_consume");
             let mut out = Vec::new();
             let deadline = tokio::time::Instant::now() + timeout;
-            while out.len() < n {
+            while !enough(&out) {
                 match tokio::time::timeout_at(deadline, consumer.next()).await {
                     Ok(Some(Ok(d))) => {
                         d.acker.ack(Default::default()).await.expect("ack");
@@ -356,4 +376,22 @@ pub fn drain(v: &mut Vhost, queue: &str, acked: &[String]) -> Vec<Received> {
             return got;
         }
     }
+}
+
+/// Drains `queue` until a message with each of `want` as its `message_id`
+/// (an event id) has arrived, or `timeout` passed. Returns everything
+/// taken, repeats included.
+pub fn drain_ids(
+    v: &mut Vhost,
+    queue: &str,
+    want: &HashSet<String>,
+    timeout: Duration,
+) -> Vec<Received> {
+    let mut seen: HashSet<String> = HashSet::new();
+    v.take_until(queue, timeout, |got| {
+        if let Some(id) = got.last().and_then(|m| m.message_id.clone()) {
+            seen.insert(id);
+        }
+        want.iter().all(|w| seen.contains(w))
+    })
 }

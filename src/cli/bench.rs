@@ -1,5 +1,6 @@
-//! `cgthub bench mllp`: drives a running hub as C partners with W pipelined
-//! messages each, and reports throughput and ACK latency.
+//! `cgthub bench mllp`: drives a running hub (or several: `--to` repeated or
+//! comma-separated, connections spread round-robin) as C partners with W
+//! pipelined messages each, and reports throughput and ACK latency.
 //!
 //! Every message is a ~2 KB ORU^R01 with 12 OBX and a unique MSH-10, so none
 //! is deduplicated away. Latency is measured from the write of a frame to the
@@ -17,8 +18,10 @@ use tokio::sync::{mpsc, Semaphore};
 
 #[derive(Debug, clap::Args)]
 pub struct MllpBench {
-    #[arg(long, default_value = "127.0.0.1:2575")]
-    to: String,
+    /// The hub's MLLP address; several (repeated, or comma-separated) for
+    /// several hubs: connection i goes to address i mod N.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:2575")]
+    to: Vec<String>,
     /// Concurrent connections.
     #[arg(long, short = 'c', default_value_t = 8)]
     connections: usize,
@@ -32,9 +35,13 @@ pub struct MllpBench {
     #[arg(long, default_value_t = 12)]
     obx: usize,
     /// The hub's HTTP address: after the load, wait until its outbox is
-    /// empty and report the end-to-end delivered rate too.
-    #[arg(long)]
-    drain: Option<std::net::SocketAddr>,
+    /// empty and report the end-to-end delivered rate too. Several
+    /// (repeated, or comma-separated) for several hubs: waits until each
+    /// one's outbox is empty (hubs sharing one PostgreSQL store share one
+    /// outbox, which any of them shows; one that no longer answers is
+    /// skipped while another does).
+    #[arg(long, value_delimiter = ',')]
+    drain: Vec<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,12 +115,43 @@ async fn wait_drained(http: std::net::SocketAddr) -> anyhow::Result<Instant> {
     }
 }
 
+/// Waits until every hub's outbox is empty; returns when the last one was.
+/// With several hubs, one that does not answer (stopped, or killed as part
+/// of a test) is reported and left out, as long as another one answers.
+async fn wait_all_drained(hubs: &[std::net::SocketAddr]) -> anyhow::Result<Instant> {
+    if let [one] = hubs {
+        return wait_drained(*one).await;
+    }
+    let waits: Vec<_> = hubs
+        .iter()
+        .map(|&h| (h, tokio::spawn(wait_drained(h))))
+        .collect();
+    let mut last = None;
+    for (hub, wait) in waits {
+        match wait.await? {
+            Ok(at) => last = last.max(Some(at)),
+            Err(e) => eprintln!("  {hub}: left out of the drain: {e:#}"),
+        }
+    }
+    last.context("no hub answered /healthz")
+}
+
 struct ConnStats {
     latencies_us: Vec<u32>,
     non_aa: usize,
 }
 
+/// The `p`-quantile of sorted latencies (µs), in ms.
+fn quantile_ms(sorted_us: &[u32], p: f64) -> f64 {
+    if sorted_us.is_empty() {
+        return 0.0;
+    }
+    sorted_us[((sorted_us.len() as f64 * p) as usize).min(sorted_us.len() - 1)] as f64 / 1000.0
+}
+
 pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(!b.to.is_empty(), "--to names no hub");
+    anyhow::ensure!(b.connections > 0, "--connections must be at least 1");
     let sample = cgthub_hl7v2::testdata::sample_oru(b.obx);
     let (prefix, suffix) = split_at_control_id(&sample).context("sample has no MSH-10")?;
     let run = uuid::Uuid::now_v7().simple().to_string();
@@ -121,9 +159,12 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..b.connections {
-        let stream = TcpStream::connect(&b.to)
+        // Round-robin over the hubs.
+        let hub = c % b.to.len();
+        let to = &b.to[hub];
+        let stream = TcpStream::connect(to)
             .await
-            .with_context(|| format!("connecting to {}", b.to))?;
+            .with_context(|| format!("connecting to {to}"))?;
         stream.set_nodelay(true)?;
         let msgs: Vec<Vec<u8>> = (0..per_conn)
             .map(|i| {
@@ -135,26 +176,30 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
                 framed.to_vec()
             })
             .collect();
-        tasks.push(tokio::spawn(connection(stream, msgs, b.in_flight)));
+        tasks.push((hub, tokio::spawn(connection(stream, msgs, b.in_flight))));
     }
     let mut lat = Vec::with_capacity(b.messages);
+    let mut per_hub: Vec<Vec<u32>> = vec![Vec::new(); b.to.len()];
     let mut non_aa = 0;
-    for t in tasks {
+    for (hub, t) in tasks {
         let s = t.await??;
+        if b.to.len() > 1 {
+            per_hub[hub].extend_from_slice(&s.latencies_us);
+        }
         lat.extend(s.latencies_us);
         non_aa += s.non_aa;
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if lat.is_empty() {
-            return 0.0;
-        }
-        lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)] as f64 / 1000.0
-    };
+    let pct = |p: f64| quantile_ms(&lat, p);
     let n = lat.len();
+    let hubs = if b.to.len() > 1 {
+        format!(" to {} hubs", b.to.len())
+    } else {
+        String::new()
+    };
     println!(
-        "cgthub bench mllp: {n} messages ({} B each, {} OBX) over {} connections x {} in flight",
+        "cgthub bench mllp: {n} messages ({} B each, {} OBX) over {} connections x {} in flight{hubs}",
         sample.len(),
         b.obx,
         b.connections,
@@ -169,8 +214,20 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
         pct(0.99),
         pct(1.0),
     );
-    if let Some(http) = b.drain {
-        let drained = wait_drained(http).await?;
+    if b.to.len() > 1 {
+        for (to, l) in b.to.iter().zip(&mut per_hub) {
+            l.sort_unstable();
+            println!(
+                "    {to}: {} messages, {:.0} msg/s; ACK latency ms: p50 {:.2}, p99 {:.2}",
+                l.len(),
+                l.len() as f64 / secs,
+                quantile_ms(l, 0.50),
+                quantile_ms(l, 0.99),
+            );
+        }
+    }
+    if !b.drain.is_empty() {
+        let drained = wait_all_drained(&b.drain).await?;
         let total = drained.duration_since(start).as_secs_f64();
         println!(
             "  delivered end to end: {:.0} msg/s ({:.2} s until the outbox was empty, {:.2} s after the last ACK)",
@@ -245,4 +302,59 @@ async fn connection(
 
 fn memchr_aa(ack: &[u8]) -> bool {
     ack.windows(7).any(|w| w == b"MSA|AA|")
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{BenchProtocol, Cli, Command};
+
+    fn parse(args: &[&str]) -> MllpBench {
+        let cli = Cli::try_parse_from(["cgthub", "bench", "mllp"].iter().chain(args))
+            .expect("arguments parse");
+        match cli.command {
+            Command::Bench {
+                protocol: BenchProtocol::Mllp(b),
+            } => b,
+            other => panic!("not bench mllp: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn one_hub_by_default() {
+        let b = parse(&[]);
+        assert_eq!(b.to, ["127.0.0.1:2575"]);
+        assert!(b.drain.is_empty());
+    }
+
+    #[test]
+    fn several_hubs_repeated_or_comma_separated() {
+        let b = parse(&[
+            "--to",
+            "10.0.0.11:2575,10.0.0.12:2575",
+            "--to",
+            "10.0.0.13:2575",
+            "--drain",
+            "10.0.0.11:8080",
+            "--drain",
+            "10.0.0.12:8080,10.0.0.13:8080",
+        ]);
+        assert_eq!(b.to, ["10.0.0.11:2575", "10.0.0.12:2575", "10.0.0.13:2575"]);
+        let drain: Vec<String> = b.drain.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            drain,
+            ["10.0.0.11:8080", "10.0.0.12:8080", "10.0.0.13:8080"]
+        );
+    }
+
+    #[test]
+    fn quantiles_of_sorted_latencies() {
+        let us: Vec<u32> = (1..=100).map(|i| i * 1000).collect();
+        assert_eq!(quantile_ms(&us, 0.5), 51.0);
+        assert_eq!(quantile_ms(&us, 0.99), 100.0);
+        assert_eq!(quantile_ms(&us, 1.0), 100.0);
+        assert_eq!(quantile_ms(&[], 0.99), 0.0);
+    }
 }
