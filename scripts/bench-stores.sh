@@ -10,7 +10,8 @@
 # load generator spreads its connections over every instance.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BIN=${CGTHUB_BIN:-target/release/cgthub}
+ROOT=$PWD
+BIN=${CGTHUB_BIN:-$ROOT/target/release/cgthub}
 N=${N:-100000}
 C=${C:-8}
 W=${W:-32}
@@ -50,10 +51,10 @@ run() {
             CGTHUB__MLLP__ADDR="127.0.0.1:1259$i" \
             CGTHUB__STORE__URL="$url" \
             CGTHUB__AMQP__URL="amqp://guest:guest@127.0.0.1:5672/$VHOST" \
-            CGTHUB__PATHS__ROUTES="$PWD/routes/rabbitmq" \
-            CGTHUB__PATHS__MAPPINGS="$PWD/mappings" \
+            CGTHUB__PATHS__ROUTES="$ROOT/routes/rabbitmq" \
+            CGTHUB__PATHS__MAPPINGS="$ROOT/mappings" \
             CGTHUB__LOG__LEVEL=warn \
-            exec "$PWD/$BIN" serve --config "$PWD/config/rabbitmq.toml" \
+            exec "$BIN" serve --config "$ROOT/config/rabbitmq.toml" \
             >"$WORK/$label/hub-$i.log" 2>&1) &
         PIDS+=($!)
         to="$to${to:+,}127.0.0.1:1259$i"

@@ -101,6 +101,9 @@ pub struct StoreConfig {
     /// Connections for reads (API, CLI, outbox relay); on PostgreSQL also
     /// the outbox claims. The writer has one connection besides.
     pub read_connections: u32,
+    /// PostgreSQL: group commits under way at once, each on a connection of
+    /// its own (SQLite has one writer).
+    pub write_connections: u32,
     /// PostgreSQL: how long outbox rows an instance claimed stay its own;
     /// after that (the instance died) another instance publishes them.
     pub claim_lease_ms: u64,
@@ -120,6 +123,7 @@ impl Default for StoreConfig {
             batch_max: 512,
             synchronous: Synchronous::Full,
             read_connections: 4,
+            write_connections: 2,
             claim_lease_ms: 30_000,
         }
     }

@@ -60,7 +60,7 @@ fn store_problem(e: StoreError) -> Response {
 /// `degraded` while a linked system (a broker) is down; events wait in the
 /// outbox meanwhile.
 async fn healthz(State(hub): State<Hub>) -> Response {
-    match hub.store().outbox_stats(Utc::now()).await {
+    match hub.store().outbox_depth(Utc::now()).await {
         Ok(stats) => {
             let components = hub.component_health();
             let degraded = components.iter().any(|(_, c)| !c.up);
@@ -89,7 +89,7 @@ async fn healthz(State(hub): State<Hub>) -> Response {
 }
 
 async fn metrics(State(hub): State<Hub>) -> Response {
-    if let Ok(stats) = hub.store().outbox_stats(Utc::now()).await {
+    if let Ok(stats) = hub.store().outbox_depth(Utc::now()).await {
         let m = hub.metrics();
         m.outbox_pending.set(stats.pending as i64);
         m.outbox_oldest_age.set(stats.oldest_pending_age_secs);

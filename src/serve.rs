@@ -29,6 +29,7 @@ pub fn store_options(s: &Settings, metrics: Option<Metrics>) -> StoreOptions {
         url: s.store.url.clone(),
         batch_max: s.store.batch_max,
         read_connections: s.store.read_connections,
+        write_connections: s.store.write_connections,
         instance_id: s.instance.id.clone(),
         claim_lease: std::time::Duration::from_millis(s.store.claim_lease_ms),
         synchronous_full: s.store.synchronous == Synchronous::Full,

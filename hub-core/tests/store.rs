@@ -185,6 +185,10 @@ async fn two_copies_in_one_batch_store_one_message(db: &TestDb) {
     let seen = Arc::clone(&batches);
     let store = Store::open(StoreOptions {
         on_batch: Some(Arc::new(move |s| seen.lock().unwrap().push(s))),
+        // One write connection, so that what queues joins one transaction
+        // (with two, PostgreSQL's second connection would take the copies;
+        // copies on two connections are the two-instance tests' case).
+        write_connections: 1,
         ..db.options()
     })
     .await

@@ -49,7 +49,8 @@ const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// The store's connections, migrated and ready.
 pub(crate) struct Connections {
-    pub writer: Conn,
+    /// The group-commit writer's connections: one on SQLite.
+    pub writers: Vec<Conn>,
     /// SQLite only: the background checkpointer's.
     pub checkpoint: Option<SqliteConnection>,
     pub readers: Pool,
@@ -129,7 +130,7 @@ pub(crate) async fn open(opts: &StoreOptions) -> Result<Connections, StoreError>
         .await
         .map_err(open_err)?;
     Ok(Connections {
-        writer: Db::Lite(writer),
+        writers: vec![Db::Lite(writer)],
         checkpoint: Some(checkpoint),
         readers: Db::Lite(readers),
         reconnect: None,
@@ -151,9 +152,13 @@ async fn open_pg(opts: &StoreOptions) -> Result<Connections, StoreError> {
         .run(&mut writer)
         .await
         .map_err(|e| StoreError::Migrate { source: e.into() })?;
+    let mut writers = vec![Db::Pg(writer)];
+    for _ in 1..opts.write_connections.max(1) {
+        writers.push(Db::Pg(writer_opts.connect().await.map_err(open_err)?));
+    }
     let readers = pg_pool(opts, base).await?;
     Ok(Connections {
-        writer: Db::Pg(writer),
+        writers,
         checkpoint: None,
         readers: Db::Pg(readers),
         reconnect: Some(writer_opts),
@@ -258,7 +263,7 @@ pub(crate) async fn migrate(opts: &StoreOptions) -> Result<(i64, i64), StoreErro
     };
     let conns = open(opts).await?;
     conns.readers.close().await;
-    let after = schema_version(conns.writer.is_postgres());
+    let after = schema_version(conns.readers.is_postgres());
     drop(conns);
     Ok((before, after))
 }

@@ -173,10 +173,12 @@ fn pg_state(e: &sqlx::Error) -> Option<&str> {
     }
 }
 
-/// A PostgreSQL transaction that lost a deadlock or serialization race:
-/// running it again is the cure.
+/// A PostgreSQL transaction that lost a race with another writer: a
+/// deadlock, a serialization failure, or a unique key another transaction
+/// committed while this one waited. Running it again is the cure (it then
+/// sees the other's row); a unique violation that repeats is a real one.
 pub(crate) fn is_pg_conflict(e: &sqlx::Error) -> bool {
-    pg_state(e).is_some_and(|s| s == "40P01" || s == "40001")
+    pg_state(e).is_some_and(|s| s == "40P01" || s == "40001" || s == "23505")
 }
 
 /// Classifies a sqlx error by its SQLite result code, PostgreSQL SQLSTATE

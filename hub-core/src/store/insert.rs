@@ -267,8 +267,12 @@ pub(crate) async fn mark_delivered(
         for chunk in pow2_chunks(ids, 512) {
             let mut qb =
                 QueryBuilder::new("UPDATE outbox SET state = 'delivered', delivered_at = ");
+            // `state NOT IN (…)`, not `state = 'pending'`: a filter on the
+            // rows the ids find, never an index range. PostgreSQL otherwise
+            // ANDs the id lookups with a scan of every pending entry of
+            // `outbox_due`, dead versions included: 100 ms a batch under load.
             qb.push_bind(now)
-                .push(" WHERE state = 'pending' AND id IN (");
+                .push(" WHERE state NOT IN ('delivered', 'dead') AND id IN (");
             let mut sep = qb.separated(", ");
             for id in chunk {
                 sep.push_bind(*id);

@@ -59,7 +59,7 @@ pub use dlq_write::MESSAGE_STAGES;
 pub use error::StoreError;
 pub use records::{
     Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord, MessageStatus,
-    OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
+    OutboxDepth, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
 };
 
 use crate::error::ErrorClass;
@@ -96,6 +96,9 @@ pub struct StoreOptions {
     pub batch_max: usize,
     /// Size of the read connection pool (PostgreSQL: also outbox claims).
     pub read_connections: u32,
+    /// PostgreSQL: group commits under way at once, each on a connection
+    /// of its own (SQLite: always 1, its single writer).
+    pub write_connections: u32,
     /// This process among the hubs sharing a store: the owner of the
     /// outbox rows it claims.
     pub instance_id: String,
@@ -115,6 +118,7 @@ impl Default for StoreOptions {
             url: "sqlite://data/cgthub.db".into(),
             batch_max: 512,
             read_connections: 4,
+            write_connections: 2,
             instance_id: "cgthub".into(),
             claim_lease: Duration::from_secs(30),
             synchronous_full: true,
@@ -129,6 +133,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("url", &self.url)
             .field("batch_max", &self.batch_max)
             .field("read_connections", &self.read_connections)
+            .field("write_connections", &self.write_connections)
             .field("instance_id", &self.instance_id)
             .field("claim_lease", &self.claim_lease)
             .field("synchronous_full", &self.synchronous_full)
@@ -151,24 +156,30 @@ impl Store {
     /// Must be called inside a tokio runtime.
     pub async fn open(opts: StoreOptions) -> Result<Store, StoreError> {
         let conns = connect::open(&opts).await?;
-        let mut writer_conn = conns.writer;
-        let head = AuditHead::load(&mut writer_conn)
-            .await
-            .map_err(|e| StoreError::Open {
-                url: connect::redact(&opts.url),
-                source: e.into(),
-            })?;
+        let mut checkpoint = conns.checkpoint.map(checkpoint::spawn);
+        let mut committers = Vec::with_capacity(conns.writers.len());
+        for mut conn in conns.writers {
+            let head = AuditHead::load(&mut conn)
+                .await
+                .map_err(|e| StoreError::Open {
+                    url: connect::redact(&opts.url),
+                    source: e.into(),
+                })?;
+            committers.push(writer::Committer {
+                conn,
+                head,
+                on_batch: opts.on_batch.clone(),
+                reconnect: conns.reconnect.clone(),
+                checkpoint: checkpoint.take(),
+            });
+        }
         let batch_max = opts.batch_max.max(1);
         let (tx, rx) = mpsc::channel(batch_max.saturating_mul(2).max(64));
         let writer = writer::Writer {
-            conn: writer_conn,
             rx,
-            head,
             batch_max,
-            on_batch: opts.on_batch.clone(),
             closing: None,
-            checkpoint: conns.checkpoint.map(checkpoint::spawn),
-            reconnect: conns.reconnect,
+            committers,
         };
         tokio::spawn(writer.run());
         tracing::info!(url = %connect::redact(&opts.url), batch_max, instance = %opts.instance_id, "store open");
@@ -425,7 +436,14 @@ impl Store {
         Answer::dlq(self.call(req).await, "purge_dead_letter")
     }
 
-    /// Outbox counts and the age of the oldest pending row at `now`.
+    /// Pending rows, the age of the oldest at `now`, and this instance's
+    /// claims: cheap enough for every health check.
+    pub async fn outbox_depth(&self, now: DateTime<Utc>) -> Result<OutboxDepth, StoreError> {
+        query::outbox_depth(&self.pool, &self.claims, now).await
+    }
+
+    /// Outbox counts by state (reads every row) and the age of the oldest
+    /// pending row at `now`.
     pub async fn outbox_stats(&self, now: DateTime<Utc>) -> Result<OutboxStats, StoreError> {
         query::outbox_stats(&self.pool, &self.claims, now).await
     }

@@ -8,8 +8,8 @@ use sqlx::QueryBuilder;
 use super::db::{on_db, Db, Pool};
 
 use super::records::{
-    EventFilter, MessageRecord, MessageStatus, OutboxItem, OutboxStats, Routing, StoreCounts,
-    StoredEvent,
+    EventFilter, MessageRecord, MessageStatus, OutboxDepth, OutboxItem, OutboxStats, Routing,
+    StoreCounts, StoredEvent,
 };
 use super::{time, StoreError};
 
@@ -259,15 +259,15 @@ pub(crate) fn message_from_row(
     })
 }
 
-pub(crate) async fn outbox_stats(
+pub(crate) async fn outbox_depth(
     pool: &Pool,
     claims: &Claims,
     now: DateTime<Utc>,
-) -> Result<OutboxStats, StoreError> {
-    let read = StoreError::read("outbox_stats");
-    let (by_state, oldest): (Vec<(String, i64)>, Option<String>) = on_db!(pool, |p| {
-        let by_state = sqlx::query_as("SELECT state, COUNT(*) FROM outbox GROUP BY state")
-            .fetch_all(p)
+) -> Result<OutboxDepth, StoreError> {
+    let read = StoreError::read("outbox_depth");
+    let (pending, oldest): (i64, Option<String>) = on_db!(pool, |p| {
+        let pending = sqlx::query_scalar("SELECT COUNT(*) FROM outbox WHERE state = 'pending'")
+            .fetch_one(p)
             .await
             .map_err(&read)?;
         // Ids grow with created_at, so the smallest pending id is the
@@ -280,7 +280,7 @@ pub(crate) async fn outbox_stats(
         .fetch_optional(p)
         .await
         .map_err(&read)?;
-        (by_state, oldest)
+        (pending, oldest)
     });
     // Only PostgreSQL stores claim.
     let claimed: i64 = match pool {
@@ -295,7 +295,35 @@ pub(crate) async fn outbox_stats(
         .await
         .map_err(&read)?,
     };
-    let mut stats = OutboxStats::default();
+    let mut depth = OutboxDepth {
+        pending: u64::try_from(pending).unwrap_or(0),
+        claimed: u64::try_from(claimed).unwrap_or(0),
+        ..OutboxDepth::default()
+    };
+    if let Some(created) = oldest {
+        let age = now - time::parse("outbox", &created)?;
+        depth.oldest_pending_age_secs = (age.num_milliseconds() as f64 / 1000.0).max(0.0);
+    }
+    Ok(depth)
+}
+
+pub(crate) async fn outbox_stats(
+    pool: &Pool,
+    claims: &Claims,
+    now: DateTime<Utc>,
+) -> Result<OutboxStats, StoreError> {
+    let depth = outbox_depth(pool, claims, now).await?;
+    let by_state: Vec<(String, i64)> = on_db!(pool, |p| sqlx::query_as(
+        "SELECT state, COUNT(*) FROM outbox GROUP BY state"
+    )
+    .fetch_all(p)
+    .await
+    .map_err(StoreError::read("outbox_stats"))?);
+    let mut stats = OutboxStats {
+        oldest_pending_age_secs: depth.oldest_pending_age_secs,
+        claimed: depth.claimed,
+        ..OutboxStats::default()
+    };
     for (state, n) in by_state {
         let n = u64::try_from(n).unwrap_or(0);
         match state.as_str() {
@@ -304,11 +332,6 @@ pub(crate) async fn outbox_stats(
             "dead" => stats.dead = n,
             _ => {}
         }
-    }
-    stats.claimed = u64::try_from(claimed).unwrap_or(0);
-    if let Some(created) = oldest {
-        let age = now - time::parse("outbox", &created)?;
-        stats.oldest_pending_age_secs = (age.num_milliseconds() as f64 / 1000.0).max(0.0);
     }
     Ok(stats)
 }

@@ -259,7 +259,20 @@ pub(crate) fn parse_class(s: &str) -> Result<ErrorClass, StoreError> {
     })
 }
 
-/// The outbox at a glance, for metrics and health.
+/// How far the outbox is behind, for health and metrics: cheap to read
+/// (the pending rows only, through the `outbox_due` index), so that
+/// frequent health checks do not count the whole delivered history.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct OutboxDepth {
+    pub pending: u64,
+    /// Age of the oldest pending row (0 when none): the relay's lag.
+    pub oldest_pending_age_secs: f64,
+    /// Pending rows this instance holds under a live claim (PostgreSQL).
+    pub claimed: u64,
+}
+
+/// The outbox counted by state (reads every row: for tests and reports,
+/// not for health checks; see [`OutboxDepth`]).
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct OutboxStats {
     pub pending: u64,

@@ -1,12 +1,21 @@
-//! The group-commit task: the one owner of the write connection.
+//! The group-commit task: the one owner of the write connections.
 //!
 //! It waits for a command, takes whatever else is queued (up to `batch_max`
-//! messages), opens a transaction and applies it all. Before committing it
+//! messages), opens a transaction and applies it all. Then it commits, and
+//! only then answers each caller. Nothing is answered `Ok` before its
+//! COMMIT returns.
+//!
+//! SQLite has one writer at a time, so there is one connection: while one
+//! batch commits, the next one queues, and before committing the writer
 //! looks at the queue again: ops that arrived meanwhile join the same
 //! transaction (another round), so the fsync is shared by as many callers
-//! as possible and batch sizes do not see-saw between large and tiny. Then
-//! it commits, and only then answers each caller. While one batch commits,
-//! the next one queues. Nothing is answered `Ok` before its COMMIT returns.
+//! as possible and batch sizes do not see-saw between large and tiny.
+//!
+//! PostgreSQL takes concurrent writers, so there may be several connections
+//! ([`Committer`]s): each batch goes to a free one, and while it waits on
+//! the server (round trips, the WAL flush) the next batch is already being
+//! written on another. They coordinate exactly as separate hub instances
+//! do: sequences, the dedup index, the audit chain's advisory lock.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,17 +34,24 @@ use super::{BatchStats, OnBatch, StoreError};
 use crate::error::ErrorClass;
 
 pub(crate) struct Writer {
-    pub conn: Conn,
     pub rx: mpsc::Receiver<Command>,
-    /// The committed audit chain head; a batch works on a copy.
-    pub head: AuditHead,
     pub batch_max: usize,
-    pub on_batch: Option<OnBatch>,
     /// Set once a close was asked for (or every handle is gone).
     pub closing: Option<Vec<oneshot::Sender<()>>>,
+    /// One per write connection; SQLite has exactly one.
+    pub committers: Vec<Committer>,
+}
+
+/// One write connection and what goes with it.
+pub(crate) struct Committer {
+    pub conn: Conn,
+    /// The audit chain head as this connection last committed it; a batch
+    /// works on a copy (re-chained when another writer appended).
+    pub head: AuditHead,
+    pub on_batch: Option<OnBatch>,
     /// PostgreSQL: how to open a new write connection when the old one broke.
     pub reconnect: Option<PgConnectOptions>,
-    /// The background checkpointer, kicked after each commit.
+    /// SQLite: the background checkpointer, kicked after each commit.
     pub checkpoint: Option<(Kick, tokio::task::JoinHandle<()>)>,
 }
 
@@ -58,6 +74,12 @@ struct Committed {
 impl Writer {
     /// Runs until [`Command::Close`] arrives or every `Store` handle is gone.
     pub(crate) async fn run(mut self) {
+        if self.committers.len() > 1 {
+            return self.run_parallel().await;
+        }
+        let Some(mut c) = self.committers.pop() else {
+            return;
+        };
         while self.closing.is_none() {
             let Some(first) = self.rx.recv().await else {
                 self.closing = Some(Vec::new());
@@ -67,9 +89,58 @@ impl Writer {
             self.take(first, &mut batch);
             self.drain(&mut batch);
             if !batch.ops.is_empty() {
-                self.commit(batch).await;
+                c.commit(batch, Some(&mut |b: &mut Batch| self.drain(b)))
+                    .await;
             }
         }
+        self.committers.push(c);
+        self.shut_down().await;
+    }
+
+    /// Several connections: each batch to a free one, committed in a task
+    /// of its own; a batch forms while every connection is busy.
+    async fn run_parallel(mut self) {
+        let mut idle = std::mem::take(&mut self.committers);
+        let total = idle.len();
+        let (back, mut returned) = mpsc::unbounded_channel::<Committer>();
+        while self.closing.is_none() {
+            if idle.is_empty() {
+                match returned.recv().await {
+                    Some(c) => idle.push(c),
+                    None => break,
+                }
+                continue;
+            }
+            let Some(first) = self.rx.recv().await else {
+                self.closing = Some(Vec::new());
+                break;
+            };
+            let mut batch = Batch::default();
+            self.take(first, &mut batch);
+            self.drain(&mut batch);
+            while let Ok(c) = returned.try_recv() {
+                idle.push(c);
+            }
+            if batch.ops.is_empty() {
+                continue;
+            }
+            let Some(mut c) = idle.pop() else {
+                continue;
+            };
+            let back = back.clone();
+            tokio::spawn(async move {
+                c.commit(batch, None).await;
+                let _ = back.send(c);
+            });
+        }
+        // Every batch under way commits (and is answered) before the close.
+        while idle.len() < total {
+            match returned.recv().await {
+                Some(c) => idle.push(c),
+                None => break,
+            }
+        }
+        self.committers = idle;
         self.shut_down().await;
     }
 
@@ -113,6 +184,23 @@ impl Writer {
                 Command::Close(tx) => waiters.push(tx),
             }
         }
+        for c in std::mem::take(&mut self.committers) {
+            c.close().await;
+        }
+        tracing::debug!("store writer stopped");
+        for tx in waiters {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Adds late joiners to a batch under way; returns how many it added.
+type Joiner<'a> = &'a mut (dyn FnMut(&mut Batch) -> usize + Send);
+
+impl Committer {
+    /// Closes the connection (SQLite: after the checkpointer stops, and
+    /// the close checkpoints the WAL).
+    async fn close(mut self) {
         if let Some((kick, task)) = self.checkpoint.take() {
             drop(kick);
             let _ = task.await;
@@ -121,10 +209,6 @@ impl Writer {
         if let Err(e) = closed {
             tracing::warn!(error = %e, "closing the store's write connection failed");
         }
-        tracing::debug!("store writer stopped");
-        for tx in waiters {
-            let _ = tx.send(());
-        }
     }
 
     /// Commits `batch` as one transaction. When the transaction fails on a
@@ -132,25 +216,15 @@ impl Writer {
     /// one per transaction so that one bad op does not fail its neighbours.
     /// (Also a batch of one: a conflict on an audit id, when another process
     /// appended to the chain, passes once the rollback reloaded the head.)
-    async fn commit(&mut self, mut batch: Batch) {
+    async fn commit(&mut self, mut batch: Batch, mut join: Option<Joiner<'_>>) {
         let started = Instant::now();
-        let mut err = match self.transaction(&mut batch, true).await {
+        let err = match self.transaction(&mut batch, &mut join).await {
             Ok(done) => return self.answer(batch, done, started),
-            Err(e) => e,
-        };
-        // PostgreSQL: a deadlock with another instance (both inserting the
-        // same message ids in opposite order) aborted one of the two; run
-        // it again as it was.
-        for _ in 0..PG_CONFLICT_RETRIES {
-            if !is_pg_conflict(&err) {
-                break;
-            }
-            tracing::debug!(error = %err, "store group commit lost a race with another instance; again");
-            err = match self.transaction(&mut batch, false).await {
+            Err(e) => match self.again(&mut batch, e).await {
                 Ok(done) => return self.answer(batch, done, started),
                 Err(e) => e,
-            };
-        }
+            },
+        };
         tracing::warn!(error = %err, ops = batch.ops.len(), "store group commit failed, rolled back");
         if sqlx_class(&err) == ErrorClass::Transient {
             self.reconnect_if_broken().await;
@@ -163,7 +237,11 @@ impl Writer {
                     ops: vec![op],
                     messages,
                 };
-                match self.transaction(&mut one, false).await {
+                let done = match self.transaction(&mut one, &mut None).await {
+                    Ok(done) => Ok(done),
+                    Err(e) => self.again(&mut one, e).await,
+                };
+                match done {
                     Ok(done) => self.answer(one, done, started),
                     Err(e) => fail(one.ops, Arc::new(e)),
                 }
@@ -173,13 +251,36 @@ impl Writer {
         }
     }
 
-    /// BEGIN (IMMEDIATE on SQLite), rounds of [`batch::apply`] (the first for `batch`,
-    /// then for late joiners when `join`), COMMIT. On error: ROLLBACK and
-    /// reload the audit head, which a failed batch must not advance.
+    /// PostgreSQL: a transaction that lost a race with another writer (a
+    /// deadlock, or a unique key another writer committed first: the same
+    /// message or broker dead letter at two instances) runs again as it
+    /// was; then it sees the other's row and takes the repeat's path.
+    async fn again(
+        &mut self,
+        batch: &mut Batch,
+        mut err: sqlx::Error,
+    ) -> Result<Committed, sqlx::Error> {
+        for _ in 0..PG_CONFLICT_RETRIES {
+            if !is_pg_conflict(&err) {
+                break;
+            }
+            tracing::debug!(error = %err, "store group commit lost a race with another writer; again");
+            err = match self.transaction(batch, &mut None).await {
+                Ok(done) => return Ok(done),
+                Err(e) => e,
+            };
+        }
+        Err(err)
+    }
+
+    /// BEGIN (IMMEDIATE on SQLite), rounds of [`batch::apply`] (the first for
+    /// `batch`, then for late joiners `join` adds), COMMIT. On error:
+    /// ROLLBACK and reload the audit head, which a failed batch must not
+    /// advance.
     async fn transaction(
         &mut self,
         batch: &mut Batch,
-        join: bool,
+        join: &mut Option<Joiner<'_>>,
     ) -> Result<Committed, sqlx::Error> {
         db::begin(&mut self.conn).await?;
         let mut done = Committed {
@@ -194,7 +295,8 @@ impl Writer {
                 done.head = applied.head;
                 done.answers.extend(applied.answers);
                 from = batch.ops.len();
-                if !join || self.drain(batch) == 0 {
+                let joined = join.as_mut().map_or(0, |j| j(batch));
+                if joined == 0 {
                     break;
                 }
             }
