@@ -193,8 +193,14 @@ impl Sink for AmqpSink {
         Box::pin(self.deliver_batch(batch))
     }
 
+    /// Connected, and the session not found broken by a publish: after a
+    /// confirm timeout or a channel error the relay sees the outage at once
+    /// and leaves the batch's events due, their attempts unspent, instead
+    /// of counting the link's failure against each event.
     fn ready(&self) -> bool {
-        self.health().connected
+        self.supervisor
+            .live()
+            .is_some_and(|live| live.session.alive())
     }
 }
 
