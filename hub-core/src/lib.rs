@@ -7,6 +7,8 @@
 //! - [`connector`]: the one trait every partner protocol implements.
 //! - [`mapping`]: declarative mappings (TOML) from a parsed message to events.
 //! - [`routing`]: routes (TOML) from events to sinks.
+//! - [`identity`]: chain-of-identity identifiers: ISBT 128 COI and DIN,
+//!   product-specific COI formats, the ISO/IEC 7064 MOD 37-2 check character.
 //! - [`store`]: the durable store: raw messages, events, outbox, dead letters,
 //!   audit log; group commit.
 //! - [`sink`]: the one trait every destination implements, and the JSONL file sink.
@@ -21,6 +23,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod event;
 pub mod hub;
+pub mod identity;
 pub mod inbound;
 pub mod mapping;
 pub mod metrics;
