@@ -9,6 +9,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cgthub_hl7v2::config::MllpConfig;
+use hub_core::identity::ProductCoiFormatConfig;
 use hub_core::sink::amqp::AmqpSettings;
 use serde::Deserialize;
 
@@ -33,6 +34,7 @@ pub struct Settings {
     pub amqp: AmqpSettings,
     /// Named destinations routes may send to.
     pub sinks: BTreeMap<String, SinkConfig>,
+    pub identity: IdentityConfig,
     pub log: LogConfig,
 }
 
@@ -47,6 +49,7 @@ impl Default for Settings {
             paths: PathsConfig::default(),
             amqp: AmqpSettings::default(),
             sinks: BTreeMap::new(),
+            identity: IdentityConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -171,6 +174,18 @@ impl SinkConfig {
     }
 }
 
+/// `[identity]`: how chain of identity identifiers are checked at intake.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdentityConfig {
+    /// Therapy products' own COI formats, one per product:
+    /// `{ product = "R240", pattern = "R240-[0-9]{8}-[0-9A-Z*]", check = "mod37_2" }`.
+    /// An event's COI is accepted as an ISBT 128 Chain of Identity
+    /// Identifier (with or without `&/`) always, or in the format of the
+    /// event's `product`. Empty (the default): ISBT 128 only.
+    pub coi_formats: Vec<ProductCoiFormatConfig>,
+}
+
 /// `[log]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -276,6 +291,19 @@ mod tests {
         assert_eq!(s.mllp.addr.port(), 2575);
         assert_eq!(s.store.url, "sqlite://data/cgthub.db");
         assert!(!s.sinks.is_empty(), "the default routes need sinks");
+    }
+
+    #[test]
+    fn identity_defaults_to_isbt128_only_and_takes_product_formats() {
+        let s: Settings = toml::from_str(DEFAULT_CONFIG).unwrap();
+        assert!(s.identity.coi_formats.is_empty());
+        let s: Settings = toml::from_str(
+            "[identity]\ncoi_formats = [\n  { product = \"R240\", pattern = \"R240-[0-9]{8}-[0-9A-Z*]\", check = \"mod37_2\" },\n  { product = \"K9\", pattern = \"K9[0-9]{6}\" },\n]\n",
+        )
+        .unwrap();
+        let formats = hub_core::identity::CoiFormats::new(&s.identity.coi_formats).unwrap();
+        assert!(formats.product("R240").is_some() && formats.product("K9").is_some());
+        assert!(toml::from_str::<Settings>("[identity]\ncoi_format = []\n").is_err());
     }
 
     #[test]

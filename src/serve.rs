@@ -70,6 +70,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         anyhow::bail!("cannot start:\n  {}", misplaced.join("\n  "));
     }
     let connectors = crate::registry::connectors(&s, &s.paths.mappings).map_err(load_errors)?;
+    let coi_formats = hub_core::identity::CoiFormats::new(&s.identity.coi_formats)
+        .map_err(|e| anyhow::anyhow!("cannot start:\n  identity.coi_formats: {e}"))?;
 
     let metrics = Metrics::default();
     let store = Store::open(store_options(&s, Some(metrics.clone())))
@@ -77,6 +79,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         .with_context(|| format!("opening the store {}", s.store.url))?;
     let hub = Hub::new(store.clone(), router, metrics, sink_names.iter().cloned());
     hub.set_connectors(connectors.clone());
+    hub.set_coi_formats(coi_formats);
     hub.store()
         .audit(
             "system",

@@ -87,6 +87,61 @@ fn a_config_typo_is_refused_with_its_line() {
 }
 
 #[test]
+fn check_refuses_a_bad_coi_format_naming_its_product() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, formats: &str| {
+        let config = dir.path().join(name);
+        std::fs::write(
+            &config,
+            format!(
+                "[paths]\nroutes = \"{}\"\nmappings = \"{}\"\n\
+                 [sinks.orders_file]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n\
+                 [sinks.results_file]\ntype = \"jsonl\"\npath = \"r.jsonl\"\n\
+                 [sinks.patients_file]\ntype = \"jsonl\"\npath = \"p.jsonl\"\n\
+                 [identity]\ncoi_formats = [\n{formats}]\n",
+                repo().join("routes").display(),
+                repo().join("mappings").display()
+            ),
+        )
+        .unwrap();
+        config
+    };
+    let good = write(
+        "good.toml",
+        "{ product = \"R240\", pattern = \"R240-[0-9]{8}-[0-9A-Z*]\", check = \"mod37_2\" },\n",
+    );
+    let out = cgthub(&["check", "--config", good.to_str().unwrap()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+
+    let bad = write(
+        "bad.toml",
+        "{ product = \"R240\", pattern = \"R240-[0-9\" },\n",
+    );
+    let out = cgthub(&["check", "--config", bad.to_str().unwrap()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains(
+            "error: identity.coi_formats: COI format of product \"R240\": invalid pattern"
+        ),
+        "{text}"
+    );
+
+    let twice = write(
+        "twice.toml",
+        "{ product = \"K9\", pattern = \"K9[0-9]{6}\" },\n{ product = \"K9\", pattern = \"K9.*\" },\n",
+    );
+    let out = cgthub(&["check", "--config", twice.to_str().unwrap()], dir.path());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("product \"K9\" has more than one format"),
+        "{text}"
+    );
+}
+
+#[test]
 fn the_rabbitmq_config_checks_and_a_queue_on_a_file_sink_is_refused() {
     let ok = cgthub(&["check", "--config", "config/rabbitmq.toml"], repo());
     let text = String::from_utf8_lossy(&ok.stdout);

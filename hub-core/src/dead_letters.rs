@@ -257,8 +257,9 @@ async fn replay_consumed(
         .await
 }
 
-/// Translates the stored payload again with its connector, routes the
-/// events with the routes in force and stores the new outcome.
+/// Translates the stored payload again with its connector, checks the
+/// events' COIs, routes them with the routes in force and stores the new
+/// outcome.
 async fn replay_message(
     hub: &Hub,
     dl: &DeadLetter,
@@ -276,7 +277,7 @@ async fn replay_message(
         &msg.origin,
         Some(msg.partner.as_str()),
     );
-    let (outcome, counts) = match decoded {
+    let (outcome, counts) = match hub.check_coi(decoded) {
         Decoded::Events(events) => {
             let r = hub.route(&events);
             (

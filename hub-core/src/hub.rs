@@ -1,5 +1,6 @@
-//! The pipeline behind every connector: route the mapped events, make the
-//! message and its events durable in one group commit, answer with a receipt.
+//! The pipeline behind every connector: check the mapped events' COIs (see
+//! [`crate::coi_check`]), route them, make the message and its events durable
+//! in one group commit, answer with a receipt.
 //! Dead letters are replayed and purged through it too (see
 //! [`crate::dead_letters`]): a replay needs the connectors and the routes.
 
@@ -8,10 +9,12 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::Notify;
 
+use crate::coi_check;
 use crate::connector::Connector;
 use crate::dead_letters::{self, DeadLetterSelection};
 use crate::event::TherapyEvent;
-use crate::inbound::{Decoded, Inbound, Outcome, Receipt};
+use crate::identity::CoiFormats;
+use crate::inbound::{Decoded, Inbound, Outcome, Problem, Receipt};
 use crate::metrics::{PartnerLabels, ReasonLabels, RouteLabels, StageLabels};
 use crate::routing::Router;
 use crate::store::{DlqResult, IntakeOutcome, IntakeRecord, PreparedEvent, Store, StoreError};
@@ -31,6 +34,9 @@ struct Inner {
     wake: HashMap<String, Arc<Notify>>,
     /// The running connectors, for replaying messages (set once at start).
     connectors: OnceLock<Vec<Arc<dyn Connector>>>,
+    /// The COI formats events are checked against (set once at start;
+    /// ISBT 128 only if never set).
+    coi_formats: OnceLock<CoiFormats>,
     /// Links to other systems whose state `/healthz` reports (brokers).
     health: RwLock<Vec<(String, HealthCheck)>>,
 }
@@ -75,6 +81,7 @@ impl Hub {
                     .map(|s| (s, Arc::new(Notify::new())))
                     .collect(),
                 connectors: OnceLock::new(),
+                coi_formats: OnceLock::new(),
                 health: RwLock::new(Vec::new()),
             }),
         }
@@ -131,6 +138,26 @@ impl Hub {
         if self.inner.connectors.set(connectors).is_err() {
             tracing::warn!("connectors were already set; ignored");
         }
+    }
+
+    /// Hands the hub the COI formats configured in `[identity]`. Once, before
+    /// the first message: until then (and later calls are ignored, logged)
+    /// the hub accepts ISBT 128 COIs only.
+    pub fn set_coi_formats(&self, formats: CoiFormats) {
+        if self.inner.coi_formats.set(formats).is_err() {
+            tracing::warn!("COI formats were already set; ignored");
+        }
+    }
+
+    /// The COI formats in force.
+    pub fn coi_formats(&self) -> &CoiFormats {
+        self.inner.coi_formats.get_or_init(CoiFormats::isbt128_only)
+    }
+
+    /// Checks and normalises the COIs of a mapped message's events (see
+    /// [`crate::coi_check`]): a malformed one fails the message.
+    pub(crate) fn check_coi(&self, decoded: Decoded) -> Decoded {
+        coi_check::normalise(self.coi_formats(), decoded)
     }
 
     /// The connector of kind `kind`, if the hub was given one.
@@ -225,10 +252,22 @@ impl Hub {
         }
     }
 
-    /// Takes one inbound message: routes its events and returns once the
-    /// message, its events and their outbox rows are durable. Only then may
-    /// the connector acknowledge.
+    /// Takes one inbound message: checks its events' COIs, routes them and
+    /// returns once the message, its events and their outbox rows are
+    /// durable. Only then may the connector acknowledge.
     pub async fn submit(&self, inbound: Inbound, decoded: Decoded) -> Result<Receipt, StoreError> {
+        Ok(self.submit_explained(inbound, decoded).await?.0)
+    }
+
+    /// [`Hub::submit`], also returning the problem the message failed or was
+    /// refused with (none for a duplicate: its outcome is the original's).
+    /// The problem may be the hub's own (a malformed COI), so a connector
+    /// names its protocol's error code from this, not from what it mapped.
+    pub async fn submit_explained(
+        &self,
+        inbound: Inbound,
+        decoded: Decoded,
+    ) -> Result<(Receipt, Option<Problem>), StoreError> {
         let m = &self.inner.metrics;
         let labels = PartnerLabels {
             connector: inbound.connector.to_string(),
@@ -236,7 +275,7 @@ impl Hub {
         };
         m.received.get_or_create(&labels).inc();
         let mut routed = None;
-        let outcome = match decoded {
+        let outcome = match self.check_coi(decoded) {
             Decoded::Events(events) => {
                 let r = self.route(&events);
                 let prepared = r.prepared;
@@ -247,7 +286,7 @@ impl Hub {
             Decoded::Rejected(p) => IntakeOutcome::Rejected(p),
         };
         let problem = match &outcome {
-            IntakeOutcome::Failed(p) | IntakeOutcome::Rejected(p) => Some((p.code, p.stage)),
+            IntakeOutcome::Failed(p) | IntakeOutcome::Rejected(p) => Some(p.clone()),
             IntakeOutcome::Events(_) => None,
         };
         let receipt = self
@@ -257,18 +296,18 @@ impl Hub {
             .await?;
         if receipt.duplicate {
             m.duplicates.get_or_create(&labels).inc();
-            return Ok(receipt);
+            return Ok((receipt, None));
         }
-        if let Some((code, stage)) = problem {
+        if let Some(p) = &problem {
             m.rejected
                 .get_or_create(&ReasonLabels {
                     connector: labels.connector.clone(),
-                    reason: code.to_string(),
+                    reason: p.code.to_string(),
                 })
                 .inc();
             m.dead_letters
                 .get_or_create(&StageLabels {
-                    stage: stage.as_str().to_string(),
+                    stage: p.stage.as_str().to_string(),
                 })
                 .inc();
         }
@@ -278,6 +317,6 @@ impl Hub {
             self.count_routed(routes, unmatched);
             self.wake(&sinks);
         }
-        Ok(receipt)
+        Ok((receipt, problem))
     }
 }

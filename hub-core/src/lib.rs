@@ -13,11 +13,14 @@
 //!   audit log; group commit.
 //! - [`sink`]: the one trait every destination implements, and the JSONL file sink.
 //! - [`outbox`]: the relay that delivers routed events to sinks, with retries.
+//! - [`coi_check`]: the COI check at intake: every mapped event's COI
+//!   normalised, or the message failed with `invalid_coi`.
 //! - [`hub`]: the pipeline that ties intake, mapping, routing and the store together.
 //! - [`dead_letters`]: replaying dead letters from the stage that failed, and purging them.
 //! - [`metrics`]: metric names and the Prometheus registry.
 //! - [`error`]: stages and error classes shared by all of the above.
 
+pub mod coi_check;
 pub mod connector;
 pub mod dead_letters;
 pub mod error;

@@ -35,6 +35,9 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             0
         }
     };
+    if let Err(e) = hub_core::identity::CoiFormats::new(&s.identity.coi_formats) {
+        errors.push(format!("identity.coi_formats: {e}"));
+    }
     if crate::broker::wanted(s) {
         if let Err(e) = s.amqp.validate() {
             errors.push(format!("[amqp]: {e}"));

@@ -228,11 +228,8 @@ async fn handle(
     };
     let payload = inbound.payload.clone();
     let (partner, message_id) = (inbound.partner.clone(), inbound.message_id.clone());
-    let problem = match &decoded {
-        Decoded::Failed(p) | Decoded::Rejected(p) => Some(p.clone()),
-        Decoded::Events(_) => None,
-    };
-    let receipt = match hub.submit(inbound, decoded).await {
+    // The problem comes from the hub: it may fail a mapped message itself.
+    let (receipt, problem) = match hub.submit_explained(inbound, decoded).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(peer = %peer, partner = %partner, message_id = ?message_id, error = %e, "cannot store the message; no ACK, closing");
@@ -333,7 +330,10 @@ fn hl7_error_code(code: &str) -> &'static str {
     match code {
         "required_field_missing" => ack::ERR_REQUIRED_FIELD_MISSING,
         "value_not_in_map" => ack::ERR_TABLE_VALUE_NOT_FOUND,
-        "bad_value" | codes::BAD_ENCODING_CHARACTERS | codes::BAD_CHARSET => ack::ERR_DATA_TYPE,
+        "bad_value"
+        | hub_core::coi_check::INVALID_COI
+        | codes::BAD_ENCODING_CHARACTERS
+        | codes::BAD_CHARSET => ack::ERR_DATA_TYPE,
         codes::UNSUPPORTED_MESSAGE_TYPE => ack::ERR_UNSUPPORTED_MESSAGE_TYPE,
         codes::BAD_SEGMENT | codes::NOT_HL7 => ack::ERR_SEGMENT_SEQUENCE,
         _ => ack::ERR_INTERNAL,

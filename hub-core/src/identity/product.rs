@@ -11,10 +11,10 @@
 //! MOD 37-2 and are refused when a check character is configured.
 //!
 //! ```toml
-//! [[coi_format]]
-//! product = "R240"
-//! pattern = "R240-[0-9]{8}-[0-9A-Z*]"
-//! check = "mod37_2"
+//! [identity]
+//! coi_formats = [
+//!     { product = "R240", pattern = "R240-[0-9]{8}-[0-9A-Z*]", check = "mod37_2" },
+//! ]
 //! ```
 
 use regex::Regex;

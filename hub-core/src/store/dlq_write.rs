@@ -20,7 +20,7 @@ use crate::error::{ErrorClass, Stage};
 /// Stages whose dead letters are replayed by processing the stored message
 /// again (the bytes are the whole message; a mapping or parser may have
 /// been fixed since).
-pub const MESSAGE_STAGES: &[&str] = &["decode", "parse", "map"];
+pub const MESSAGE_STAGES: &[&str] = &["decode", "parse", "map", "identity"];
 
 /// A dead letter as the writer sees it before acting on it.
 struct State {

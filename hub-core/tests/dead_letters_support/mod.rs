@@ -12,6 +12,7 @@ use bytes::Bytes;
 use chrono::{TimeZone, Utc};
 use hub_core::error::Stage;
 use hub_core::event::{Source, TemperatureReading};
+use hub_core::identity::{CoiFormats, ProductCoiFormatConfig};
 use hub_core::routing::Router;
 use hub_core::sink::BoxFuture;
 use hub_core::store::Store;
@@ -28,6 +29,8 @@ pub const SINK: &str = "file";
 pub const ROUTE: &str = "temps";
 /// A sink the routes know but the hub runs no relay for.
 pub const GONE_SINK: &str = "gone";
+/// The product of every event; its COIs are `COI-` and letters or digits.
+pub const PRODUCT: &str = "car-t";
 
 /// Payloads are `ID;COI`. Until `fix()`, mapping fails with
 /// `required_field_missing`; after, each gives one `temperature.reading`.
@@ -79,7 +82,7 @@ impl Connector for FlakyConnector {
             }),
             coi: Some(coi.to_string()).filter(|c| !c.is_empty()),
             order_id: None,
-            product: Some("car-t".into()),
+            product: Some(PRODUCT.into()),
             occurred_at: Utc.with_ymd_and_hms(2026, 11, 21, 9, 14, 0).unwrap(),
             recorded_at: inbound.received_at,
             source: Source {
@@ -160,6 +163,14 @@ pub async fn setup_with(db: &TestDb, to_gone: bool) -> Setup {
         fixed: AtomicBool::new(false),
     });
     hub.set_connectors(vec![connector.clone() as Arc<dyn Connector>]);
+    hub.set_coi_formats(
+        CoiFormats::new(&[ProductCoiFormatConfig {
+            product: PRODUCT.into(),
+            pattern: "COI-[0-9A-Z]+".into(),
+            check: None,
+        }])
+        .unwrap(),
+    );
     Setup {
         dir,
         store,
