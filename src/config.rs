@@ -126,7 +126,7 @@ impl Default for StoreConfig {
             batch_max: 512,
             synchronous: Synchronous::Full,
             read_connections: 4,
-            write_connections: 2,
+            write_connections: 1,
             claim_lease_ms: 30_000,
         }
     }

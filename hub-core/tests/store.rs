@@ -356,7 +356,13 @@ async fn the_same_message_at_two_hubs_at_once_is_stored_once_postgres() {
     let db = TestDb::postgres().await;
     let lease = Duration::from_millis(300);
     let a = Store::open(db.instance("a", lease)).await.unwrap();
-    let b = Store::open(db.instance("b", lease)).await.unwrap();
+    // b commits on three connections at once: its own batches race too.
+    let b = Store::open(StoreOptions {
+        write_connections: 3,
+        ..db.instance("b", lease)
+    })
+    .await
+    .unwrap();
     const N: usize = 40;
     let mut tasks = Vec::new();
     for i in 0..N {
@@ -406,4 +412,71 @@ async fn the_same_message_at_two_hubs_at_once_is_stored_once_postgres() {
     assert!(a.verify_audit().await.unwrap().is_ok());
     a.close().await;
     b.close().await;
+}
+
+/// One hub committing on several PostgreSQL connections at once
+/// (`store.write_connections`): copies of a message in concurrent batches
+/// are one row, every caller is answered after its commit, and audit
+/// records appended from all of them form one unbroken chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_write_connections_keep_dedup_and_the_audit_chain_postgres() {
+    let db = TestDb::postgres().await;
+    let store = Store::open(StoreOptions {
+        write_connections: 3,
+        ..db.options()
+    })
+    .await
+    .unwrap();
+    const N: usize = 60;
+    let mut intakes = Vec::new();
+    let mut audits = Vec::new();
+    for i in 0..N {
+        for _ in 0..2 {
+            let s = store.clone();
+            intakes.push(tokio::spawn(async move {
+                s.intake(routed("ACME", &format!("PAR-{i}"), &["amqp"]))
+                    .await
+            }));
+        }
+        let s = store.clone();
+        audits.push(tokio::spawn(async move {
+            s.audit(
+                "ops",
+                "test.note",
+                &format!("note:{i}"),
+                serde_json::json!({ "i": i }),
+            )
+            .await
+        }));
+    }
+    let mut rows = std::collections::HashMap::new();
+    for t in intakes {
+        let r = t.await.unwrap().unwrap();
+        assert_eq!(r.outcome, Outcome::Accepted { events: 1 });
+        rows.entry(r.message_row)
+            .or_insert_with(Vec::new)
+            .push(r.duplicate);
+    }
+    assert_eq!(rows.len(), N, "one row per message id");
+    for (row, dups) in &rows {
+        let mut dups = dups.clone();
+        dups.sort();
+        assert_eq!(dups, [false, true], "row {row}: one original, one repeat");
+    }
+    let mut ids: Vec<i64> = Vec::new();
+    for t in audits {
+        ids.push(t.await.unwrap().unwrap());
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "every audit record got an id of its own");
+    let counts = store.counts().await.unwrap();
+    assert_eq!(
+        (counts.total_messages(), counts.events),
+        (N as u64, N as u64)
+    );
+    let check = store.verify_audit().await.unwrap();
+    assert_eq!(check.first_bad, None);
+    assert_eq!(check.records, N as u64);
+    store.close().await;
 }

@@ -118,7 +118,7 @@ impl Default for StoreOptions {
             url: "sqlite://data/cgthub.db".into(),
             batch_max: 512,
             read_connections: 4,
-            write_connections: 2,
+            write_connections: 1,
             instance_id: "cgthub".into(),
             claim_lease: Duration::from_secs(30),
             synchronous_full: true,
