@@ -93,6 +93,18 @@ fn answer(o: DlqOutcome) -> Answered {
     Ok(Ok(Answer::Dlq(o)))
 }
 
+/// The dead letter's state when it is open; otherwise the answer to give
+/// (not found, or why it cannot be acted on).
+async fn open_state(conn: &mut Conn, id: i64) -> Result<Result<State, DlqOutcome>, sqlx::Error> {
+    let Some(st) = state(conn, id).await? else {
+        return Ok(Err(DlqOutcome::NotFound));
+    };
+    Ok(match not_open(id, &st) {
+        Some(refusal) => Err(refusal),
+        None => Ok(st),
+    })
+}
+
 /// Why a dead letter in `st` cannot be acted on, if it cannot.
 fn not_open(id: i64, st: &State) -> Option<DlqOutcome> {
     (st.status != DeadLetterStatus::Open.as_str())
@@ -191,12 +203,10 @@ pub(crate) async fn replay_message<'a>(
     actor: &str,
     outcome: &'a IntakeOutcome,
 ) -> Answered {
-    let Some(st) = state(conn, id).await? else {
-        return answer(DlqOutcome::NotFound);
+    let st = match open_state(conn, id).await? {
+        Ok(st) => st,
+        Err(outcome) => return answer(outcome),
     };
-    if let Some(refusal) = not_open(id, &st) {
-        return answer(refusal);
-    }
     if !MESSAGE_STAGES.contains(&st.stage.as_str()) {
         return answer(DlqOutcome::refused(format!(
             "stage {} is not replayed by processing the message again",
@@ -338,12 +348,10 @@ pub(crate) async fn replay_delivery(
     id: i64,
     actor: &str,
 ) -> Answered {
-    let Some(st) = state(conn, id).await? else {
-        return answer(DlqOutcome::NotFound);
+    let st = match open_state(conn, id).await? {
+        Ok(st) => st,
+        Err(outcome) => return answer(outcome),
     };
-    if let Some(refusal) = not_open(id, &st) {
-        return answer(refusal);
-    }
     if st.stage != Stage::Deliver.as_str() {
         return answer(DlqOutcome::refused(format!(
             "dead letter {id} is of stage {}, not deliver",
@@ -395,12 +403,10 @@ pub(crate) async fn replay_consumed(
     actor: &str,
     target: i64,
 ) -> Answered {
-    let Some(st) = state(conn, id).await? else {
-        return answer(DlqOutcome::NotFound);
+    let st = match open_state(conn, id).await? {
+        Ok(st) => st,
+        Err(outcome) => return answer(outcome),
     };
-    if let Some(refusal) = not_open(id, &st) {
-        return answer(refusal);
-    }
     if st.stage != STAGE_CONSUME {
         return answer(DlqOutcome::refused(format!(
             "dead letter {id} is of stage {}, not {STAGE_CONSUME}",
@@ -461,12 +467,10 @@ pub(crate) async fn purge(
     actor: &str,
     reason: &str,
 ) -> Answered {
-    let Some(st) = state(conn, id).await? else {
-        return answer(DlqOutcome::NotFound);
+    let st = match open_state(conn, id).await? {
+        Ok(st) => st,
+        Err(outcome) => return answer(outcome),
     };
-    if let Some(refusal) = not_open(id, &st) {
-        return answer(refusal);
-    }
     let now = b.now.clone();
     on_db!(&mut *conn, |c| sqlx::query(
         "UPDATE dead_letters SET status = 'purged', purged_at = $1, purged_by = $2, \
