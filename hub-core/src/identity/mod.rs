@@ -28,16 +28,20 @@
 
 pub mod charset;
 pub mod coi;
+pub mod demographics;
 pub mod din;
 pub mod isbt128_coi;
 pub mod mod37_2;
 pub mod product;
+pub mod seal;
 
 pub use charset::{CharClass, CharError, Part};
 pub use coi::{Coi, CoiError, CoiFormats, CoiKind};
+pub use demographics::{normalise_birth_date, normalise_name};
 pub use din::{Din, DinError, FlagType};
 pub use isbt128_coi::{Isbt128Coi, Isbt128CoiError};
 pub use mod37_2::Mod37Error;
 pub use product::{
     CheckSystem, ProductCoiError, ProductCoiFormat, ProductCoiFormatConfig, ProductFormatError,
 };
+pub use seal::{PhiKeyConfig, PhiKeyError, PhiKeys, SealError};
