@@ -9,7 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cgthub_hl7v2::config::MllpConfig;
-use hub_core::identity::ProductCoiFormatConfig;
+use hub_core::identity::{PhiKeyConfig, ProductCoiFormatConfig};
+use hub_core::registry::{OnUnknown, Rules};
 use hub_core::sink::amqp::AmqpSettings;
 use serde::Deserialize;
 
@@ -175,7 +176,7 @@ impl SinkConfig {
 }
 
 /// `[identity]`: how chain of identity identifiers are checked at intake.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IdentityConfig {
     /// Therapy products' own COI formats, one per product:
@@ -184,6 +185,57 @@ pub struct IdentityConfig {
     /// Identifier (with or without `&/`) always, or in the format of the
     /// event's `product`. Empty (the default): ISBT 128 only.
     pub coi_formats: Vec<ProductCoiFormatConfig>,
+    /// An event whose identifiers no registered therapy knows yet: `hold`
+    /// (until a link arrives, dead-lettered with an alert after
+    /// `hold_timeout_secs`) or `route` (routed without a COI; for feeds
+    /// that carry material outside any therapy). Conflicts stop either way.
+    pub on_unknown: OnUnknown,
+    /// How long an event may wait for its identifiers to become known.
+    pub hold_timeout_secs: u64,
+    /// Kind → kinds that must have gone on for the same COI first; an
+    /// event out of this order is held for an operator. Absent: cgthub's
+    /// defaults (no infusion before material.received, no disposition
+    /// before a QC result); `{}` turns the checks off.
+    pub sequence: Option<BTreeMap<String, Vec<String>>>,
+    /// Keys that seal patient data in the registry (AES-256-GCM) and key
+    /// its hashes: `{ id = "k1", key_env = "CGTHUB_PHI_KEY", current = true }`.
+    /// Empty: a key generated once into `<data_dir>/phi.key`.
+    pub phi_keys: Vec<PhiKeyConfig>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        IdentityConfig {
+            coi_formats: Vec::new(),
+            on_unknown: OnUnknown::Hold,
+            hold_timeout_secs: 4 * 3600,
+            sequence: None,
+            phi_keys: Vec::new(),
+        }
+    }
+}
+
+impl IdentityConfig {
+    /// The sequence rules in force; an unknown kind is an error naming it.
+    pub fn rules(&self) -> Result<Rules, String> {
+        let sequence = match &self.sequence {
+            None => hub_core::registry::default_sequence(),
+            Some(s) => {
+                for (kind, needs) in s {
+                    for k in std::iter::once(kind).chain(needs) {
+                        if hub_core::EventKind::parse(k).is_none() {
+                            return Err(format!("identity.sequence: {k:?} is not an event kind"));
+                        }
+                    }
+                }
+                s.clone()
+            }
+        };
+        Ok(Rules {
+            on_unknown: self.on_unknown,
+            sequence,
+        })
+    }
 }
 
 /// `[log]`.

@@ -3,15 +3,17 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the subcommands (`serve`, `check`, `test`, `events`, `dlq`, `send`, `bench`).
+//! - [`cli`]: the subcommands (`serve`, `check`, `migrate`, `test`, `events`, `dlq`, `holds`, `trace`, `send`, `bench`).
 //! - [`config`]: `config/cgthub.toml` and its environment overrides.
 //! - [`serve`]: starts and stops everything the config names.
 //! - [`http`]: `/healthz`, `/metrics`, `/api`.
+//! - [`phi`]: the keys that seal patient data in the identity registry.
 //! - [`registry`]: the connectors this binary knows, one line each.
 
 pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod phi;
 pub mod registry;
 pub mod serve;

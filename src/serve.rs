@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use hub_core::hub::RegistrySettings;
 use hub_core::routing::Router;
 use hub_core::sink::{AmqpSink, JsonlSink, Sink};
 use hub_core::store::{BatchStats, Store, StoreOptions};
@@ -72,6 +73,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let connectors = crate::registry::connectors(&s, &s.paths.mappings).map_err(load_errors)?;
     let coi_formats = hub_core::identity::CoiFormats::new(&s.identity.coi_formats)
         .map_err(|e| anyhow::anyhow!("cannot start:\n  identity.coi_formats: {e}"))?;
+    let registry_rules = s
+        .identity
+        .rules()
+        .map_err(|e| anyhow::anyhow!("cannot start:\n  {e}"))?;
 
     let metrics = Metrics::default();
     let store = Store::open(store_options(&s, Some(metrics.clone())))
@@ -80,6 +85,17 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let hub = Hub::new(store.clone(), router, metrics, sink_names.iter().cloned());
     hub.set_connectors(connectors.clone());
     hub.set_coi_formats(coi_formats);
+    let (phi_keys, key_file) = crate::phi::keys(&s)?;
+    hub.set_registry(RegistrySettings {
+        rules: registry_rules,
+        keys: phi_keys,
+        hold_timeout: chrono::Duration::seconds(
+            i64::try_from(s.identity.hold_timeout_secs).unwrap_or(i64::MAX / 1000),
+        ),
+    });
+    if let Some(f) = key_file {
+        tracing::info!(file = %f.display(), "patient data in the identity registry is sealed with the key in this file");
+    }
     hub.store()
         .audit(
             "system",
@@ -130,6 +146,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     };
 
     let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(expire_holds(hub.clone(), shutdown.clone())));
     for c in connectors {
         let kind = c.kind();
         let (hub, stop) = (hub.clone(), shutdown.clone());
@@ -292,4 +309,24 @@ async fn declare_routes(
         }
     }
     Ok(r)
+}
+
+/// Every few seconds, holds past their deadline become dead letters with
+/// an alert (several instances share the work: each takes due rows with
+/// `SKIP LOCKED`).
+async fn expire_holds(hub: Hub, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
+        }
+        match hub.expire_holds().await {
+            Ok(0) => {}
+            Ok(n) => tracing::warn!(
+                expired = n,
+                "held events expired into dead letters (identity not settled in time)"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot expire held events; retrying"),
+        }
+    }
 }

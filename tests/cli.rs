@@ -98,6 +98,8 @@ fn check_refuses_a_bad_coi_format_naming_its_product() {
                  [sinks.orders_file]\ntype = \"jsonl\"\npath = \"o.jsonl\"\n\
                  [sinks.results_file]\ntype = \"jsonl\"\npath = \"r.jsonl\"\n\
                  [sinks.patients_file]\ntype = \"jsonl\"\npath = \"p.jsonl\"\n\
+                 [sinks.alerts_file]\ntype = \"jsonl\"\npath = \"a.jsonl\"\n\
+                 [sinks.therapy_file]\ntype = \"jsonl\"\npath = \"t.jsonl\"\n\
                  [identity]\ncoi_formats = [\n{formats}]\n",
                 repo().join("routes").display(),
                 repo().join("mappings").display()

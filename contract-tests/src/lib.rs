@@ -87,6 +87,11 @@ pub struct Setup<'a> {
     /// The `[store]` section's keys (default: a SQLite file in the folder),
     /// e.g. a PostgreSQL `url` with `claim_lease_ms`.
     pub store: Option<&'a str>,
+    /// The `[identity]` section's keys. Default: `on_unknown = "route"`,
+    /// for tests of transport and intake, whose corpus messages name no
+    /// registered therapy; identity tests state their own (the hub's
+    /// default is to hold such events).
+    pub identity: Option<&'a str>,
 }
 
 impl Hub {
@@ -147,11 +152,20 @@ path = "{results}"
 [sinks.patients_file]
 type = "jsonl"
 path = "{d}/out/patients.jsonl"
+[sinks.alerts_file]
+type = "jsonl"
+path = "{d}/out/alerts.jsonl"
+[sinks.therapy_file]
+type = "jsonl"
+path = "{d}/out/therapy.jsonl"
+[identity]
+{identity}
 {extra}
 "#,
                 routes = routes.display(),
                 mappings = r.join("mappings").display(),
                 extra = setup.config_extra.unwrap_or_default(),
+                identity = setup.identity.unwrap_or("on_unknown = \"route\""),
             ),
         )
         .expect("write config");

@@ -63,6 +63,7 @@ fn template() -> Template {
             message_id: Some("MSG".into()),
             payload_sha256: sha256,
         },
+        claims: Default::default(),
     };
     // Pad the description so that the event's JSON is ~1.5 KB.
     let bare = serde_json::to_string(&ev).expect("event serialises").len();

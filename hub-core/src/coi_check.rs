@@ -61,6 +61,7 @@ mod tests {
                 message_id: Some("M1".into()),
                 payload_sha256: "00".into(),
             },
+            claims: Default::default(),
         }
     }
 

@@ -13,11 +13,18 @@ use crate::coi_check;
 use crate::connector::Connector;
 use crate::dead_letters::{self, DeadLetterSelection};
 use crate::event::TherapyEvent;
+use crate::identity::demographics::{normalise_birth_date, normalise_name};
+use crate::identity::seal::PhiKeys;
 use crate::identity::CoiFormats;
 use crate::inbound::{Decoded, Inbound, Outcome, Problem, Receipt};
 use crate::metrics::{PartnerLabels, ReasonLabels, RouteLabels, StageLabels};
+use crate::registry::{Claimed, EventKey, Facts, IdKind, Rules};
 use crate::routing::Router;
-use crate::store::{DlqResult, IntakeOutcome, IntakeRecord, PreparedEvent, Store, StoreError};
+use crate::store::{
+    DlqResult, EventIdentity, HoldAction, IntakeOutcome, IntakeRecord, PreparedEvent,
+    RegistryContext, Sealed, Store, StoreError,
+};
+use crate::EventKind;
 use crate::Metrics;
 
 /// Shared handle to the running hub. Cheap to clone.
@@ -39,6 +46,21 @@ struct Inner {
     coi_formats: OnceLock<CoiFormats>,
     /// Links to other systems whose state `/healthz` reports (brokers).
     health: RwLock<Vec<(String, HealthCheck)>>,
+    /// The identity registry's settings (set once at start; without them
+    /// events are not reconciled, as in tools that only store).
+    registry: OnceLock<RegistrySettings>,
+    /// The registry's rules with the routes in force, shared by every
+    /// event of a message (rebuilt when the routes change).
+    registry_cx: RwLock<Option<Arc<RegistryContext>>>,
+}
+
+/// How the identity registry runs: its rules, the keys that seal patient
+/// data and key its hashes, how long an unknown identity may wait.
+#[derive(Debug, Clone)]
+pub struct RegistrySettings {
+    pub rules: Rules,
+    pub keys: PhiKeys,
+    pub hold_timeout: chrono::Duration,
 }
 
 /// Reports one component's state: up or not, and details for operators.
@@ -83,6 +105,8 @@ impl Hub {
                 connectors: OnceLock::new(),
                 coi_formats: OnceLock::new(),
                 health: RwLock::new(Vec::new()),
+                registry: OnceLock::new(),
+                registry_cx: RwLock::new(None),
             }),
         }
     }
@@ -124,6 +148,96 @@ impl Hub {
     /// Puts new routes in force for every message from now on.
     pub fn replace_router(&self, router: Router) {
         *self.inner.router.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(router);
+        self.refresh_registry_cx();
+    }
+
+    /// Turns the identity registry on (once, before the first message;
+    /// later calls are ignored, logged): from then on every event is
+    /// reconciled against it before it is routed.
+    pub fn set_registry(&self, settings: RegistrySettings) {
+        if self.inner.registry.set(settings).is_err() {
+            tracing::warn!("registry settings were already set; ignored");
+        }
+        self.refresh_registry_cx();
+    }
+
+    /// The registry's context with the routes in force, if it is on.
+    pub fn registry_context(&self) -> Option<Arc<RegistryContext>> {
+        self.inner
+            .registry_cx
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn refresh_registry_cx(&self) {
+        let Some(settings) = self.inner.registry.get() else {
+            return;
+        };
+        let cx = Arc::new(RegistryContext {
+            rules: settings.rules.clone(),
+            router: self.router(),
+            hold_timeout: settings.hold_timeout,
+        });
+        *self
+            .inner
+            .registry_cx
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(cx);
+    }
+
+    /// What the registry needs of `ev`: its keys (an MRN as a keyed
+    /// hash), keyed hashes of the stated name and birth date, and, for an
+    /// order that may register its therapy, the patient data sealed.
+    fn identity_of(
+        &self,
+        ev: &TherapyEvent,
+        settings: &RegistrySettings,
+        cx: &Arc<RegistryContext>,
+    ) -> EventIdentity {
+        let keys = &settings.keys;
+        let hash = |v: &str| keys.blind_index(v);
+        let c = &ev.claims;
+        let mut ks: Vec<EventKey> = Vec::with_capacity(c.identifiers.len() + 1);
+        if !c.identifiers.iter().any(|i| i.kind == IdKind::Order) {
+            if let Some(o) = &ev.order_id {
+                ks.push(EventKey::new(
+                    &Claimed::new(IdKind::Order, "", o.as_str()),
+                    hash,
+                ));
+            }
+        }
+        for i in &c.identifiers {
+            let k = EventKey::new(i, hash);
+            if !ks.iter().any(|x| x.key == k.key) {
+                ks.push(k);
+            }
+        }
+        let name = c.name.as_deref().and_then(normalise_name);
+        let birth_date = c.birth_date.as_deref().and_then(normalise_birth_date);
+        let mut sealed = Sealed::default();
+        if let (EventKind::OrderPlaced, Some(coi)) = (ev.kind(), ev.coi.as_deref()) {
+            let aad = coi.as_bytes();
+            sealed.name = name.as_deref().map(|n| keys.seal(n, aad));
+            sealed.birth_date = birth_date.as_deref().map(|d| keys.seal(d, aad));
+            sealed.mrn = c
+                .identifiers
+                .iter()
+                .find(|i| i.kind == IdKind::Mrn)
+                .map(|m| keys.seal(&format!("{}|{}", m.authority, m.value), aad));
+        }
+        EventIdentity {
+            facts: Facts {
+                kind: ev.kind().as_str(),
+                coi: ev.coi.clone(),
+                keys: ks,
+                name_index: name.map(|n| hash(&format!("name|{n}"))),
+                birth_date_index: birth_date.map(|d| hash(&format!("birth_date|{d}"))),
+            },
+            event: ev.clone(),
+            sealed,
+            cx: Arc::clone(cx),
+        }
     }
 
     /// The signal a sink's relay waits on.
@@ -209,9 +323,58 @@ impl Hub {
         }
     }
 
+    /// Releases a hold as `actor`, for `reason` (see [`Store::release_hold`]).
+    pub async fn release_hold(
+        &self,
+        hold: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<HoldAction, StoreError> {
+        let cx = self.registry_context().ok_or(StoreError::Invalid {
+            op: "release_hold",
+            reason: "the identity registry is not on in this hub".into(),
+        })?;
+        let done = self
+            .inner
+            .store
+            .release_hold(hold, actor, reason, cx)
+            .await?;
+        self.wake_all();
+        Ok(done)
+    }
+
+    /// Rejects a hold as `actor`, for `reason` (see [`Store::reject_hold`]).
+    pub async fn reject_hold(
+        &self,
+        hold: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<HoldAction, StoreError> {
+        self.inner.store.reject_hold(hold, actor, reason).await
+    }
+
+    /// Expires holds past their deadline (see [`Store::expire_holds`]).
+    pub async fn expire_holds(&self) -> Result<i64, StoreError> {
+        let Some(cx) = self.registry_context() else {
+            return Ok(0);
+        };
+        let n = self.inner.store.expire_holds(cx, 500).await?;
+        if n > 0 {
+            self.wake_all();
+        }
+        Ok(n)
+    }
+
+    fn wake_all(&self) {
+        for n in self.inner.wake.values() {
+            n.notify_one();
+        }
+    }
+
     /// Routes events with the routes in force.
     pub(crate) fn route(&self, events: &[TherapyEvent]) -> Routed {
         let router = self.router();
+        let cx = self.registry_context();
         let mut routed = Routed {
             prepared: Vec::with_capacity(events.len()),
             routes: Vec::new(),
@@ -229,7 +392,11 @@ impl Hub {
                     routed.sinks.push(d.sink.clone());
                 }
             }
-            routed.prepared.push(PreparedEvent::new(ev, dest));
+            let mut prepared = PreparedEvent::new(ev, dest);
+            if let (Some(settings), Some(cx)) = (self.inner.registry.get(), &cx) {
+                prepared.identity = Some(Box::new(self.identity_of(ev, settings, cx)));
+            }
+            routed.prepared.push(prepared);
         }
         routed
     }
@@ -298,6 +465,7 @@ impl Hub {
             m.duplicates.get_or_create(&labels).inc();
             return Ok((receipt, None));
         }
+        let problem = receipt.problem.clone().or(problem);
         if let Some(p) = &problem {
             m.rejected
                 .get_or_create(&ReasonLabels {

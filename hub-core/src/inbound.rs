@@ -99,6 +99,10 @@ pub struct Receipt {
     /// True when this was a repeat of a message already taken; the outcome is
     /// the original's.
     pub duplicate: bool,
+    /// Events held by the identity registry (stored, not routed yet).
+    pub held: usize,
+    /// Why the store failed the message itself (an identity conflict).
+    pub problem: Option<Problem>,
 }
 
 /// The durable disposition of a message.

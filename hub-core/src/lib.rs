@@ -15,6 +15,8 @@
 //! - [`outbox`]: the relay that delivers routed events to sinks, with retries.
 //! - [`coi_check`]: the COI check at intake: every mapped event's COI
 //!   normalised, or the message failed with `invalid_coi`.
+//! - [`registry`]: the identity registry's rules: what a message claims,
+//!   and reconciling each event against the chains of identity.
 //! - [`hub`]: the pipeline that ties intake, mapping, routing and the store together.
 //! - [`dead_letters`]: replaying dead letters from the stage that failed, and purging them.
 //! - [`metrics`]: metric names and the Prometheus registry.
@@ -31,6 +33,7 @@ pub mod inbound;
 pub mod mapping;
 pub mod metrics;
 pub mod outbox;
+pub mod registry;
 pub mod routing;
 pub mod sink;
 pub mod store;

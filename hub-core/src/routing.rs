@@ -426,6 +426,7 @@ mod tests {
                 message_id: None,
                 payload_sha256: String::new(),
             },
+            claims: Default::default(),
         }
     }
 

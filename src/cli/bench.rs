@@ -3,7 +3,9 @@
 //! pipelined messages each, and reports throughput and ACK latency.
 //!
 //! Every message is a ~2 KB ORU^R01 with 12 OBX and a unique MSH-10, so none
-//! is deduplicated away. Latency is measured from the write of a frame to the
+//! is deduplicated away. One order first registers the therapy the results
+//! belong to, so each result is reconciled against the identity registry
+//! and routed, as in production. Latency is measured from the write of a frame to the
 //! read of its ACK.
 
 use std::sync::Arc;
@@ -154,6 +156,12 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
     anyhow::ensure!(b.connections > 0, "--connections must be at least 1");
     let sample = cgthub_hl7v2::testdata::sample_oru(b.obx);
     let (prefix, suffix) = split_at_control_id(&sample).context("sample has no MSH-10")?;
+    // Every result names the sample's order, MRN and specimen: one order
+    // registers them, so each result is reconciled against the registry
+    // (and routed) rather than held, as in production.
+    for to in &b.to {
+        register_sample(to).await?;
+    }
     let run = uuid::Uuid::now_v7().simple().to_string();
     let per_conn = b.messages.div_ceil(b.connections);
     let start = Instant::now();
@@ -241,6 +249,26 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
     } else {
         std::process::ExitCode::FAILURE
     })
+}
+
+/// Sends the sample's order to `to`; it must be accepted (AA, also as a
+/// repeat from an earlier run).
+async fn register_sample(to: &str) -> anyhow::Result<()> {
+    let stream = TcpStream::connect(to)
+        .await
+        .with_context(|| format!("connecting to {to}"))?;
+    let mut framed = BytesMut::new();
+    mllp::encode(
+        cgthub_hl7v2::testdata::sample_order().as_bytes(),
+        &mut framed,
+    );
+    let stats = connection(stream, vec![framed.to_vec()], 1).await?;
+    anyhow::ensure!(
+        stats.non_aa == 0,
+        "{to} did not accept the order that registers the sample's therapy (COI {}): see `cgthub dlq list`",
+        cgthub_hl7v2::testdata::SAMPLE_COI
+    );
+    Ok(())
 }
 
 fn split_at_control_id(msg: &str) -> Option<(String, String)> {

@@ -38,6 +38,14 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     if let Err(e) = hub_core::identity::CoiFormats::new(&s.identity.coi_formats) {
         errors.push(format!("identity.coi_formats: {e}"));
     }
+    if let Err(e) = s.identity.rules() {
+        errors.push(e);
+    }
+    if !s.identity.phi_keys.is_empty() {
+        if let Err(e) = hub_core::identity::PhiKeys::from_config(&s.identity.phi_keys) {
+            errors.push(format!("identity.phi_keys: {e}"));
+        }
+    }
     if crate::broker::wanted(s) {
         if let Err(e) = s.amqp.validate() {
             errors.push(format!("[amqp]: {e}"));

@@ -335,6 +335,9 @@ fn hl7_error_code(code: &str) -> &'static str {
         | codes::BAD_ENCODING_CHARACTERS
         | codes::BAD_CHARSET => ack::ERR_DATA_TYPE,
         codes::UNSUPPORTED_MESSAGE_TYPE => ack::ERR_UNSUPPORTED_MESSAGE_TYPE,
+        // The message is stored and its events quarantined: the record
+        // (the patient's therapy) is locked against what it says.
+        hub_core::store::IDENTITY_CONFLICT => ack::ERR_RECORD_LOCKED,
         codes::BAD_SEGMENT | codes::NOT_HL7 => ack::ERR_SEGMENT_SEQUENCE,
         _ => ack::ERR_INTERNAL,
     }

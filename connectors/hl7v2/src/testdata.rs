@@ -105,10 +105,39 @@ pub fn sample_oru(n_obx: usize) -> String {
     s
 }
 
+/// The COI of the therapy [`sample_order`] registers.
+pub const SAMPLE_COI: &str = "CHW000126000001";
+
+/// An order (ORM^O01, NW) for the patient, order and specimen of
+/// [`sample_oru`], with chain of identity [`SAMPLE_COI`]: sent once, it
+/// registers the therapy every sample result then resolves to.
+pub fn sample_order() -> String {
+    format!(
+        "MSH|^~\\&|EMR|HOSPITAL|LAB|HOSPITAL|202501011200||ORM^O01|SAMPLE-ORDER-1|P|2.5\r\
+         PID|1||555123456^^^SSA^SS~789012^^^HOSPITAL^MR~{SAMPLE_COI}^^^ISBT128^COI||SMITH^JANE^^^^^L||19850317|F\r\
+         ORC|NW|LAB12345|||||||202501011200\r\
+         OBR|1|LAB12345|LAB12345|58410-2^CBC panel - Blood by Automated count^LN|||202501011200\r"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Message;
+
+    #[test]
+    fn sample_order_is_the_shipped_fixture() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../mappings/hl7v2/fixtures/orm_o01_order_with_coi.hl7"
+        );
+        let fixture = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            sample_order(),
+            fixture,
+            "the bench registers what the fixture's case checks"
+        );
+    }
 
     #[test]
     fn sample_parses_with_expected_size() {

@@ -536,6 +536,26 @@ pub struct AlertRaised {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related_event_id: Option<String>,
+    /// Identity alerts: each identifier involved, the COI the registry
+    /// ties it to and where that link came from.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<AlertLink>,
+}
+
+/// One identifier behind an identity alert (an MRN's value never shown).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertLink {
+    /// `specimen S-1 (LAB)`, `mrn … (HOSP)`, or `coi` for the event's own.
+    pub identifier: String,
+    pub coi: String,
+    /// `connector/partner` that linked it; absent for the event's own COI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_by_message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linked_at: Option<String>,
 }
 
 /// `patient.updated`: administrative update (HL7 ADT^A08). Identifiers only.

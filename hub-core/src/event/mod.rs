@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::registry::Claims;
+
 /// The schema tag every event carries.
 pub const SCHEMA: &str = "cgt.event/v1";
 
@@ -45,6 +47,10 @@ pub struct TherapyEvent {
     pub recorded_at: DateTime<Utc>,
     /// Where the event came from.
     pub source: Source,
+    /// The identifiers and demographics its message states, for the
+    /// identity registry; never serialised (events carry no patient data).
+    #[serde(skip)]
+    pub claims: Claims,
 }
 
 impl TherapyEvent {

@@ -17,6 +17,7 @@ fn envelope(data: EventData) -> TherapyEvent {
             message_id: Some("MSG00002".into()),
             payload_sha256: "00".repeat(32),
         },
+        claims: Default::default(),
     }
 }
 

@@ -19,6 +19,10 @@
 //! error = "is not an HL7 timestamp"     # the failure must mention this
 //! ```
 //!
+//! An event may state `identity = { mrn = { value, authority }, specimen, name,
+//! birth_date, … }`: what the mapping read for the registry (never part of
+//! the event), compared like the rest; an event that read nothing has none.
+//!
 //! An expected event is compared with the mapped one on everything but the
 //! parts a mapping does not decide (`event_id`, `recorded_at`, `source`):
 //! a field the fixture leaves out must be absent from the event too.
@@ -122,12 +126,45 @@ fn compare(expected: &[toml::Table], actual: &[TherapyEvent]) -> Result<(), Stri
             for k in ["schema", "event_id", "recorded_at", "source"] {
                 o.remove(k);
             }
+            if let Some(id) = claims_json(&got_claims(actual, i)) {
+                o.insert("identity".into(), id);
+            }
         }
         if let Some(diff) = difference(&want, &got, &format!("events[{i}]")) {
             return Err(diff);
         }
     }
     Ok(())
+}
+
+fn got_claims(actual: &[TherapyEvent], i: usize) -> crate::registry::Claims {
+    actual[i].claims.clone()
+}
+
+/// What a mapping read for the identity registry, as a case states it:
+/// `identity = { mrn = { value = "…", authority = "…" }, specimen = "…",
+/// name = "…", birth_date = "…" }` (a bare string when there is no
+/// authority). `None` when it read nothing.
+fn claims_json(c: &crate::registry::Claims) -> Option<Value> {
+    if c.is_empty() {
+        return None;
+    }
+    let mut o = serde_json::Map::new();
+    for id in &c.identifiers {
+        let v = if id.authority.is_empty() {
+            Value::String(id.value.clone())
+        } else {
+            serde_json::json!({"value": id.value, "authority": id.authority})
+        };
+        o.insert(id.kind.as_str().to_string(), v);
+    }
+    if let Some(n) = &c.name {
+        o.insert("name".into(), Value::String(n.clone()));
+    }
+    if let Some(d) = &c.birth_date {
+        o.insert("birth_date".into(), Value::String(d.clone()));
+    }
+    Some(Value::Object(o))
 }
 
 /// The first place two JSON trees differ, comparing numbers by value.

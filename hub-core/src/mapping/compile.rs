@@ -10,9 +10,10 @@ use toml::Spanned;
 
 use super::convert::{Convert, Zone};
 use super::document::Format;
-use super::spec::{EventSpec, FieldSpec, MapRef, MappingFile};
+use super::spec::{EventSpec, FieldSpec, IdentitySpec, MapRef, MappingFile};
 use super::LoadError;
 use crate::event::EventKind;
+use crate::registry::IdKind;
 
 /// A loaded mapping, ready to run against documents of format `F`.
 #[derive(Debug)]
@@ -36,6 +37,17 @@ pub(super) struct EventRule<F: Format> {
     pub product: Option<Field<F>>,
     pub occurred_at: Field<F>,
     pub data: Vec<Field<F>>,
+    pub identity: IdentityRule<F>,
+}
+
+/// Compiled `[events.identity]`.
+#[derive(Debug)]
+pub(super) struct IdentityRule<F: Format> {
+    pub order_authority: Option<Field<F>>,
+    /// Kind, value, authority.
+    pub identifiers: Vec<(IdKind, Field<F>, Option<Field<F>>)>,
+    pub name: Option<Field<F>>,
+    pub birth_date: Option<Field<F>>,
 }
 
 #[derive(Debug)]
@@ -208,6 +220,48 @@ fn event_rule<F: Format>(ctx: &Ctx, e: &EventSpec) -> Result<EventRule<F>, LoadE
             .iter()
             .map(|(n, f)| field::<F>(ctx, &format!("data.{n}"), f))
             .collect::<Result<_, _>>()?,
+        identity: identity_rule::<F>(ctx, e.identity.as_ref())?,
+    })
+}
+
+fn identity_rule<F: Format>(
+    ctx: &Ctx,
+    spec: Option<&IdentitySpec>,
+) -> Result<IdentityRule<F>, LoadError> {
+    let Some(spec) = spec else {
+        return Ok(IdentityRule {
+            order_authority: None,
+            identifiers: Vec::new(),
+            name: None,
+            birth_date: None,
+        });
+    };
+    let opt = |name: &str, f: &Option<Spanned<FieldSpec>>| -> Result<Option<Field<F>>, LoadError> {
+        f.as_ref()
+            .map(|f| field::<F>(ctx, &format!("identity.{name}"), f))
+            .transpose()
+    };
+    let mut identifiers = Vec::new();
+    for (kind, value, authority) in spec.identifiers() {
+        let name = kind.as_str();
+        match (opt(name, value)?, authority) {
+            (Some(v), a) => {
+                identifiers.push((kind, v, opt(&format!("{name}_authority"), a)?));
+            }
+            (None, Some(a)) => {
+                return Err(ctx.err(
+                    a.span(),
+                    format!("{name}_authority without {name}: the authority of what?"),
+                ))
+            }
+            (None, None) => {}
+        }
+    }
+    Ok(IdentityRule {
+        order_authority: opt("order_authority", &spec.order_authority)?,
+        identifiers,
+        name: opt("name", &spec.name)?,
+        birth_date: opt("birth_date", &spec.birth_date)?,
     })
 }
 

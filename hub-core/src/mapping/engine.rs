@@ -7,11 +7,12 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::compile::{EventRule, Field, Mapping, Shape, Source};
+use super::compile::{EventRule, Field, IdentityRule, Mapping, Shape, Source};
 use super::convert::{Convert, Scalar};
 use super::document::{Document, Format};
 use super::val::{Val, ValDe};
 use crate::event::{EventData, EventKind, Source as Provenance, TherapyEvent};
+use crate::registry::{Claimed, Claims, IdKind};
 
 /// What the engine needs to know that is not in the document.
 pub struct MapContext<'a> {
@@ -163,17 +164,64 @@ impl<'m, 'd, D: Document> Run<'m, 'd, D> {
                 None => None,
             })
         };
+        let coi = text(&rule.coi)?;
+        let order_id = text(&rule.order_id)?;
+        let product = text(&rule.product)?;
+        let claims = self.claims(&rule.identity, scope, order_id.as_deref())?;
         Ok(TherapyEvent {
             schema: (),
             event_id: (cx.new_id)(),
             data,
-            coi: text(&rule.coi)?,
-            order_id: text(&rule.order_id)?,
-            product: text(&rule.product)?,
+            coi,
+            order_id,
+            product,
             occurred_at,
             recorded_at: cx.recorded_at,
             source: cx.source.clone(),
+            claims,
         })
+    }
+
+    /// Reads `[events.identity]`: the identifiers that have a value, and
+    /// the demographics. The order id is the event's own, with the
+    /// authority the mapping names for it.
+    fn claims(
+        &mut self,
+        rule: &'m IdentityRule<D::Format>,
+        scope: D::Scope,
+        order_id: Option<&str>,
+    ) -> Fallible<Claims> {
+        let mut claims = Claims::default();
+        if rule.identifiers.is_empty()
+            && rule.order_authority.is_none()
+            && rule.name.is_none()
+            && rule.birth_date.is_none()
+        {
+            return Ok(claims);
+        }
+        let mut text = |f: Option<&'m Field<D::Format>>| -> Fallible<Option<String>> {
+            Ok(match f {
+                Some(f) => self
+                    .value(f, scope)?
+                    .map(Val::into_text)
+                    .filter(|s| !s.trim().is_empty()),
+                None => None,
+            })
+        };
+        if let (Some(order), Some(authority)) = (order_id, text(rule.order_authority.as_ref())?) {
+            claims
+                .identifiers
+                .push(Claimed::new(IdKind::Order, authority, order));
+        }
+        for (kind, value, authority) in &rule.identifiers {
+            if let Some(v) = text(Some(value))? {
+                let a = text(authority.as_ref())?.unwrap_or_default();
+                claims.identifiers.push(Claimed::new(*kind, a, v));
+            }
+        }
+        claims.name = text(rule.name.as_ref())?;
+        claims.birth_date = text(rule.birth_date.as_ref())?;
+        Ok(claims)
     }
 
     /// Evaluates one field in a scope: `None` when it has no value.

@@ -79,6 +79,65 @@ pub struct EventSpec {
     pub occurred_at: Spanned<FieldSpec>,
     #[serde(default)]
     pub data: BTreeMap<String, Spanned<FieldSpec>>,
+    /// What the message says about whose material this is, for the
+    /// identity registry (never part of the event).
+    #[serde(default)]
+    pub identity: Option<IdentitySpec>,
+}
+
+/// `[events.identity]`: identifiers (each with an optional `*_authority`,
+/// the issuing system) and demographics, read beside the event.
+///
+/// ```toml
+/// [events.identity]
+/// mrn = "PID-3[5=MR].1"
+/// mrn_authority = "PID-3[5=MR].4.1"
+/// specimen = { paths = ["SPM-2.1.1", "OBR-3.1"] }
+/// name = "PID-5"
+/// birth_date = "PID-7"
+/// ```
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdentitySpec {
+    /// The issuing system of the event's `order_id`.
+    pub order_authority: Option<Spanned<FieldSpec>>,
+    pub mrn: Option<Spanned<FieldSpec>>,
+    pub mrn_authority: Option<Spanned<FieldSpec>>,
+    pub specimen: Option<Spanned<FieldSpec>>,
+    pub specimen_authority: Option<Spanned<FieldSpec>>,
+    pub din: Option<Spanned<FieldSpec>>,
+    pub din_authority: Option<Spanned<FieldSpec>>,
+    pub batch: Option<Spanned<FieldSpec>>,
+    pub batch_authority: Option<Spanned<FieldSpec>>,
+    pub lot: Option<Spanned<FieldSpec>>,
+    pub lot_authority: Option<Spanned<FieldSpec>>,
+    pub tracking: Option<Spanned<FieldSpec>>,
+    pub tracking_authority: Option<Spanned<FieldSpec>>,
+    /// The patient's name (checked against the registry, kept sealed).
+    pub name: Option<Spanned<FieldSpec>>,
+    /// The patient's birth date (checked against the registry, kept sealed).
+    pub birth_date: Option<Spanned<FieldSpec>>,
+}
+
+impl IdentitySpec {
+    /// Each identifier field with its kind and authority field.
+    pub fn identifiers(
+        &self,
+    ) -> [(
+        crate::registry::IdKind,
+        &Option<Spanned<FieldSpec>>,
+        &Option<Spanned<FieldSpec>>,
+    ); 6] {
+        use crate::registry::IdKind as K;
+        [
+            (K::Mrn, &self.mrn, &self.mrn_authority),
+            (K::Specimen, &self.specimen, &self.specimen_authority),
+            (K::Din, &self.din, &self.din_authority),
+            (K::Batch, &self.batch, &self.batch_authority),
+            (K::Lot, &self.lot, &self.lot_authority),
+            (K::Tracking, &self.tracking, &self.tracking_authority),
+        ]
+    }
 }
 
 /// How one output field is computed.

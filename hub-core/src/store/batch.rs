@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
@@ -19,9 +20,10 @@ use super::db::{self, on_db, Conn};
 use super::insert::{self, DeadRow, EventRow};
 use super::ops::{mismatch, Answer, Request};
 use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
-use super::{broker, dlq_write, time, StoreError};
+use super::registry::{Asserter, EventIdentity, Judged, Registry};
+use super::{broker, dlq_write, holds, time, StoreError};
 use crate::error::{ErrorClass, Stage};
-use crate::inbound::{Outcome, Receipt};
+use crate::inbound::{Outcome, Problem, Receipt};
 
 /// Audit actor for what the store records on its own.
 pub(crate) const SYSTEM: &str = "system";
@@ -52,6 +54,7 @@ pub(crate) async fn apply(
         delivered: Vec::new(),
         dead_next: None,
         broker_keys: HashMap::new(),
+        registry: Registry::default(),
     };
     let intakes: Vec<(usize, &IntakeRecord)> = reqs
         .iter()
@@ -63,6 +66,27 @@ pub(crate) async fn apply(
         .collect();
     let ids = db::new_ids(conn, "messages", intakes.len()).await?;
     let inserted = insert::insert_messages(conn, &intakes, &ids, &b.now).await?;
+    // What the batch's events name in the identity registry, read at once.
+    let identities: Vec<&EventIdentity> = intakes
+        .iter()
+        .filter_map(|(_, rec)| match &rec.outcome {
+            IntakeOutcome::Events(evs) => Some(evs),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(|ev| ev.identity.as_deref())
+        .collect();
+    let registry_cx = identities.first().map(|i| Arc::clone(&i.cx)).or_else(|| {
+        reqs.iter().find_map(|r| match r {
+            Request::ReleaseHold { cx, .. } | Request::ExpireHolds { cx, .. } => {
+                Some(Arc::clone(cx))
+            }
+            _ => None,
+        })
+    });
+    if !identities.is_empty() {
+        b.registry.load_for(conn, &identities).await?;
+    }
 
     let mut answers: Vec<Option<Result<Answer, StoreError>>> = reqs.iter().map(|_| None).collect();
     let mut duplicates: Vec<(usize, &IntakeRecord)> = Vec::new();
@@ -119,9 +143,30 @@ pub(crate) async fn apply(
                 reason,
             } => dlq_write::purge(conn, &mut b, *dead_letter, actor, reason).await?,
             Request::BrokerDead(d) => broker::ingest(conn, &mut b, d).await?,
+            Request::ReleaseHold {
+                hold,
+                actor,
+                reason,
+                cx,
+            } => holds::release(conn, &mut b, *hold, actor, reason, cx).await?,
+            Request::RejectHold {
+                hold,
+                actor,
+                reason,
+            } => holds::reject(conn, &mut b, *hold, actor, reason).await?,
+            Request::ExpireHolds { cx, limit } => holds::expire(conn, &mut b, cx, *limit).await?,
         });
     }
 
+    // Registry rows first (the holds a link may release must be in the
+    // table), then the holds this batch's links release, then their rows.
+    let mut registry = std::mem::take(&mut b.registry);
+    registry.flush(conn, &b.now).await?;
+    registry
+        .release_linked(conn, &mut b, registry_cx.as_ref())
+        .await?;
+    registry.flush(conn, &b.now).await?;
+    registry.move_made(&mut b);
     insert::insert_events(conn, &b.events, &b.now).await?;
     insert::insert_dead_letters(conn, &b.dead, &b.now).await?;
     insert::mark_delivered(conn, &b.delivered, &b.now).await?;
@@ -175,6 +220,8 @@ pub(crate) struct Batch<'a> {
     /// Broker dead letters of this batch by idempotency key (their rows are
     /// not inserted yet, so the unique index cannot tell).
     pub broker_keys: HashMap<String, i64>,
+    /// The identity registry as this batch sees and changes it.
+    pub(crate) registry: Registry,
 }
 
 impl<'a> Batch<'a> {
@@ -204,18 +251,40 @@ impl<'a> Batch<'a> {
         rec: &'a IntakeRecord,
         row: i64,
     ) -> Result<Receipt, sqlx::Error> {
-        let (problem, rejected) = match &rec.outcome {
+        let (problem, rejected, conflict): (Cow<'_, Problem>, bool, bool) = match &rec.outcome {
+            IntakeOutcome::Events(evs) if evs.iter().any(|e| e.identity.is_some()) => {
+                let i = &rec.inbound;
+                let who = Asserter {
+                    by: format!("{}/{}", i.connector, i.partner),
+                    message_id: i.message_id.as_deref(),
+                    message_row: row,
+                };
+                match self.registry.judge_message(evs, &who, &self.now) {
+                    Judged::Events { pass, held } => {
+                        let outcome = Outcome::Accepted { events: pass.len() };
+                        self.events.extend(pass.into_iter().map(|ev| EventRow {
+                            id: ev.event_id.hyphenated().to_string(),
+                            ev,
+                            message_row: row,
+                        }));
+                        let mut r = receipt(row, outcome, false);
+                        r.held = held;
+                        return Ok(r);
+                    }
+                    Judged::Conflict { problem } => (Cow::Owned(problem), false, true),
+                }
+            }
             IntakeOutcome::Events(evs) => {
                 self.events.extend(evs.iter().map(|ev| EventRow {
-                    ev,
+                    ev: Cow::Borrowed(ev),
                     id: ev.event_id.hyphenated().to_string(),
                     message_row: row,
                 }));
                 let outcome = Outcome::Accepted { events: evs.len() };
                 return Ok(receipt(row, outcome, false));
             }
-            IntakeOutcome::Failed(p) => (p, false),
-            IntakeOutcome::Rejected(p) => (p, true),
+            IntakeOutcome::Failed(p) => (Cow::Borrowed(p), false, false),
+            IntakeOutcome::Rejected(p) => (Cow::Borrowed(p), true, false),
         };
         let dl = self.dead_letter_id(conn).await?;
         self.dead.push(DeadRow {
@@ -230,7 +299,7 @@ impl<'a> Batch<'a> {
             stage: problem.stage.as_str(),
             class: ErrorClass::Permanent,
             code: problem.code,
-            reason: Cow::Borrowed(&problem.reason),
+            reason: Cow::Owned(problem.reason.clone()),
             attempts: 1,
             first_attempt_at: time::fmt(rec.inbound.received_at),
             broker_key: None,
@@ -257,7 +326,11 @@ impl<'a> Batch<'a> {
             format!("message:{row}"),
             &detail,
         ));
-        Ok(receipt(row, outcome, false))
+        let mut r = receipt(row, outcome, false);
+        if conflict {
+            r.problem = Some(problem.into_owned());
+        }
+        Ok(r)
     }
 
     /// Outbox row → dead, plus a dead letter and an audit record. When an
@@ -342,6 +415,8 @@ fn receipt(message_row: i64, outcome: Outcome, duplicate: bool) -> Receipt {
         message_row,
         outcome,
         duplicate,
+        held: 0,
+        problem: None,
     }
 }
 

@@ -14,8 +14,10 @@ use super::batch::{Answered, Batch, SYSTEM};
 use super::dlq_records::{DeadLetterStatus, DlqOutcome, STAGE_CONSUME};
 use super::insert::EventRow;
 use super::ops::Answer;
-use super::records::{IntakeOutcome, MessageStatus};
+use super::records::{IntakeOutcome, MessageStatus, PreparedEvent};
+use super::registry::{Asserter, EventIdentity, Judged};
 use crate::error::{ErrorClass, Stage};
+use std::borrow::Cow;
 
 /// Stages whose dead letters are replayed by processing the stored message
 /// again (the bytes are the whole message; a mapping or parser may have
@@ -237,7 +239,27 @@ pub(crate) async fn replay_message<'a>(
     let now = b.now.clone();
     let row = st.message_row;
     let problem = match outcome {
-        IntakeOutcome::Events(evs) => {
+        IntakeOutcome::Events(evs) => 'events: {
+            // Judged by the identity registry like a new message: a
+            // conflict fails the replay, held events wait.
+            let pass: Vec<Cow<'a, PreparedEvent>> = if evs.iter().any(|e| e.identity.is_some()) {
+                let ids: Vec<&EventIdentity> =
+                    evs.iter().filter_map(|e| e.identity.as_deref()).collect();
+                b.registry.load_for(conn, &ids).await?;
+                let who = Asserter {
+                    by: format!("{}/{}", st.connector, st.partner),
+                    message_id: st.message_id.as_deref(),
+                    message_row: row,
+                };
+                match b.registry.judge_message(evs, &who, &now) {
+                    Judged::Conflict { problem } => {
+                        break 'events (Cow::Owned(problem), MessageStatus::Dead);
+                    }
+                    Judged::Events { pass, .. } => pass,
+                }
+            } else {
+                evs.iter().map(Cow::Borrowed).collect()
+            };
             let done = on_db!(&mut *conn, |c| sqlx::query(
                 "UPDATE messages SET status = 'routed', error_code = NULL, error = NULL, \
                  stage = NULL, updated_at = $1 WHERE id = $2 AND status IN ('dead', 'rejected')",
@@ -254,7 +276,8 @@ pub(crate) async fn replay_message<'a>(
             }
             let mut sinks: Vec<String> = Vec::new();
             let mut unmatched = 0usize;
-            for ev in evs {
+            let stored = pass.len();
+            for ev in pass {
                 if ev.destinations.is_empty() {
                     unmatched += 1;
                 }
@@ -264,14 +287,14 @@ pub(crate) async fn replay_message<'a>(
                     }
                 }
                 b.events.push(EventRow {
-                    ev,
                     id: ev.event_id.hyphenated().to_string(),
+                    ev,
                     message_row: row,
                 });
             }
             let detail = format!(
-                "message {row} processed again: {} event(s) stored, routed to [{}], {unmatched} unmatched",
-                evs.len(),
+                "message {row} processed again: {stored} event(s) stored, {} held, routed to [{}], {unmatched} unmatched",
+                evs.len() - stored,
                 sinks.join(", ")
             );
             let event_ids: Vec<String> = evs
@@ -284,8 +307,8 @@ pub(crate) async fn replay_message<'a>(
             });
             return replayed(conn, b, id, actor, true, detail, audit, sinks).await;
         }
-        IntakeOutcome::Failed(p) => (p, MessageStatus::Dead),
-        IntakeOutcome::Rejected(p) => (p, MessageStatus::Rejected),
+        IntakeOutcome::Failed(p) => (Cow::Borrowed(p), MessageStatus::Dead),
+        IntakeOutcome::Rejected(p) => (Cow::Borrowed(p), MessageStatus::Rejected),
     };
     let (p, status) = problem;
     on_db!(&mut *conn, |c| {

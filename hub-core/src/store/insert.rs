@@ -45,7 +45,9 @@ fn pow2_chunks<T>(rows: &[T], max: usize) -> impl Iterator<Item = &[T]> {
 
 /// An event to insert, under the message row it belongs to.
 pub(crate) struct EventRow<'a> {
-    pub ev: &'a PreparedEvent,
+    /// Borrowed from the request, or made in the batch (a COI the
+    /// registry filled in, an alert, a released hold).
+    pub ev: Cow<'a, PreparedEvent>,
     /// Hyphenated lowercase UUID.
     pub id: String,
     pub message_row: i64,

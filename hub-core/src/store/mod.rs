@@ -35,10 +35,12 @@ mod dlq_read;
 mod dlq_records;
 mod dlq_write;
 mod error;
+mod holds;
 mod insert;
 mod ops;
 mod query;
 mod records;
+mod registry;
 mod time;
 mod writer;
 
@@ -57,10 +59,14 @@ pub use dlq_records::{
 };
 pub use dlq_write::MESSAGE_STAGES;
 pub use error::StoreError;
+pub use holds::{
+    HoldAction, HoldDetail, HoldFilter, HoldInfo, Journey, JourneyEvent, JourneyIdentifier,
+};
 pub use records::{
     Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord, MessageStatus,
     OutboxDepth, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
 };
+pub use registry::{EventIdentity, RegistryContext, Sealed, HOLD_EXPIRED, IDENTITY_CONFLICT};
 
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
@@ -414,6 +420,74 @@ impl Store {
 
     /// Marks an open dead letter purged by `actor`, for `reason` (required:
     /// [`StoreError::Invalid`] without one). Nothing is deleted.
+    /// Held events matching `f` (default: the newest 100 still held), newest first.
+    pub async fn holds(&self, f: &HoldFilter) -> Result<Vec<HoldInfo>, StoreError> {
+        holds::list(&self.pool, f).await
+    }
+
+    /// One hold with its event and the identifiers it names.
+    pub async fn hold(&self, id: i64) -> Result<Option<HoldDetail>, StoreError> {
+        holds::show(&self.pool, id).await
+    }
+
+    /// A therapy's chain of identity: identifiers, events, custody, holds
+    /// and alerts. `None` when no therapy has this COI.
+    pub async fn journey(&self, coi: &str) -> Result<Option<Journey>, StoreError> {
+        holds::journey(&self.pool, coi).await
+    }
+
+    /// Releases a hold as `actor`, for `reason` (required), audited. An
+    /// out-of-sequence event goes on; identity is judged again and never
+    /// overridden.
+    pub async fn release_hold(
+        &self,
+        hold: i64,
+        actor: &str,
+        reason: &str,
+        cx: Arc<RegistryContext>,
+    ) -> Result<HoldAction, StoreError> {
+        let actor = valid_actor("release_hold", actor)?;
+        let reason = required_reason("release_hold", reason)?;
+        let req = Request::ReleaseHold {
+            hold,
+            actor,
+            reason,
+            cx,
+        };
+        Answer::hold(self.call(req).await, "release_hold")
+    }
+
+    /// Rejects a hold as `actor`, for `reason` (required), audited: its
+    /// event never goes on.
+    pub async fn reject_hold(
+        &self,
+        hold: i64,
+        actor: &str,
+        reason: &str,
+    ) -> Result<HoldAction, StoreError> {
+        let actor = valid_actor("reject_hold", actor)?;
+        let reason = required_reason("reject_hold", reason)?;
+        let req = Request::RejectHold {
+            hold,
+            actor,
+            reason,
+        };
+        Answer::hold(self.call(req).await, "reject_hold")
+    }
+
+    /// Expires up to `limit` holds past their deadline into dead letters
+    /// with an alert each; returns how many.
+    pub async fn expire_holds(
+        &self,
+        cx: Arc<RegistryContext>,
+        limit: i64,
+    ) -> Result<i64, StoreError> {
+        Answer::id(
+            self.call(Request::ExpireHolds { cx, limit }).await,
+            "expire_holds",
+        )
+    }
+
     pub async fn purge_dead_letter(
         &self,
         dead_letter: i64,
@@ -536,4 +610,16 @@ fn valid_actor(op: &'static str, actor: &str) -> Result<String, StoreError> {
         });
     }
     Ok(actor.to_string())
+}
+
+/// An operator's reason, trimmed; refused when empty.
+fn required_reason(op: &'static str, reason: &str) -> Result<String, StoreError> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(StoreError::Invalid {
+            op,
+            reason: "a reason is required".into(),
+        });
+    }
+    Ok(reason.to_string())
 }

@@ -1,11 +1,15 @@
 //! The operations the writer task accepts, and its answers.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use tokio::sync::oneshot;
 
 use super::audit::AuditDraft;
 use super::dlq_records::{BrokerDeadLetter, DlqOutcome};
+use super::holds::HoldAction;
 use super::records::{IntakeOutcome, IntakeRecord};
+use super::registry::RegistryContext;
 use super::StoreError;
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
@@ -52,6 +56,23 @@ pub(crate) enum Request {
         reason: String,
     },
     BrokerDead(BrokerDeadLetter),
+    /// An operator releases a hold (see `holds.rs`).
+    ReleaseHold {
+        hold: i64,
+        actor: String,
+        reason: String,
+        cx: Arc<RegistryContext>,
+    },
+    RejectHold {
+        hold: i64,
+        actor: String,
+        reason: String,
+    },
+    /// Holds past their deadline become dead letters (at most `limit`).
+    ExpireHolds {
+        cx: Arc<RegistryContext>,
+        limit: i64,
+    },
 }
 
 impl Request {
@@ -68,6 +89,9 @@ impl Request {
             Request::ReplayConsumed { .. } => "replay_consumed",
             Request::Purge { .. } => "purge_dead_letter",
             Request::BrokerDead(_) => "dead_from_broker",
+            Request::ReleaseHold { .. } => "release_hold",
+            Request::RejectHold { .. } => "reject_hold",
+            Request::ExpireHolds { .. } => "expire_holds",
         }
     }
 
@@ -88,6 +112,10 @@ impl Request {
             | Request::ReplayDelivery { dead_letter, .. }
             | Request::ReplayConsumed { dead_letter, .. }
             | Request::Purge { dead_letter, .. } => format!("dead letter {dead_letter}"),
+            Request::ReleaseHold { hold, .. } | Request::RejectHold { hold, .. } => {
+                format!("hold {hold}")
+            }
+            Request::ExpireHolds { .. } => "due holds".into(),
             Request::BrokerDead(d) => format!(
                 "broker dead letter {} from queue {}",
                 d.message_id.as_deref().unwrap_or("(no message id)"),
@@ -113,6 +141,7 @@ pub(crate) enum Answer {
     Done,
     Id(i64),
     Dlq(DlqOutcome),
+    Hold(HoldAction),
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Answer, StoreError>>;
@@ -162,6 +191,16 @@ impl Answer {
     pub(crate) fn id(r: Result<Answer, StoreError>, op: &'static str) -> Result<i64, StoreError> {
         match r? {
             Answer::Id(id) => Ok(id),
+            _ => Err(mismatch(op)),
+        }
+    }
+
+    pub(crate) fn hold(
+        r: Result<Answer, StoreError>,
+        op: &'static str,
+    ) -> Result<HoldAction, StoreError> {
+        match r? {
+            Answer::Hold(h) => Ok(h),
             _ => Err(mismatch(op)),
         }
     }

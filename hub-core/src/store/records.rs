@@ -44,6 +44,9 @@ pub struct PreparedEvent {
     pub body: String,
     /// One outbox row each; empty means unmatched.
     pub destinations: Vec<Destination>,
+    /// For the identity registry: without it the event is not reconciled
+    /// (stores used directly, in tests and tools).
+    pub identity: Option<Box<super::registry::EventIdentity>>,
 }
 
 impl PreparedEvent {
@@ -77,6 +80,7 @@ impl PreparedEvent {
             recorded_at: ev.recorded_at,
             body,
             destinations,
+            identity: None,
         })
     }
 }

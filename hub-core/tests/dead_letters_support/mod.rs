@@ -91,6 +91,7 @@ impl Connector for FlakyConnector {
                 message_id: Some(id.to_string()),
                 payload_sha256: inbound.sha256.clone(),
             },
+            claims: Default::default(),
         };
         (inbound, Decoded::Events(vec![ev]))
     }

@@ -346,6 +346,7 @@ pub fn event(coi: &str) -> TherapyEvent {
             message_id: None,
             payload_sha256: "00".repeat(32),
         },
+        claims: Default::default(),
     }
 }
 
