@@ -1,5 +1,6 @@
-//! HTTP: health, Prometheus metrics and the operator API (reads, and the
-//! dead letters' replay and purge: see `dead_letters.rs`).
+//! HTTP: health, Prometheus metrics and the operator API (reads, the dead
+//! letters' replay and purge: see `dead_letters.rs`; held events' release
+//! and reject, and journeys: see `holds.rs`).
 //!
 //! Errors are JSON problem bodies (RFC 9457) with a status, never an HTML
 //! page or an empty 500.
@@ -16,6 +17,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 pub mod dead_letters;
+pub mod holds;
 
 /// The HTTP routes.
 pub fn router(hub: Hub) -> Router {
@@ -28,18 +30,36 @@ pub fn router(hub: Hub) -> Router {
         .route("/api/dead-letters/replay", post(dead_letters::replay))
         .route("/api/dead-letters/purge", post(dead_letters::purge))
         .route("/api/dead-letters/{id}", get(dead_letters::show))
+        .route("/api/holds", get(holds::list))
+        .route("/api/holds/{id}", get(holds::show))
+        .route("/api/holds/{id}/release", post(holds::release))
+        .route("/api/holds/{id}/reject", post(holds::reject))
+        .route("/api/journeys/{coi}", get(holds::journey))
         .fallback(|| async { problem(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(hub)
 }
 
 /// A JSON problem response.
 pub fn problem(status: StatusCode, detail: impl Into<String>) -> Response {
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason().unwrap_or("error"),
-        "status": status.as_u16(),
-        "detail": detail.into(),
-    });
+    problem_with(status, detail, serde_json::Map::new())
+}
+
+/// A JSON problem response with extension members (RFC 9457 §3.2); the
+/// standard members win over an extension of the same name.
+pub fn problem_with(
+    status: StatusCode,
+    detail: impl Into<String>,
+    extensions: serde_json::Map<String, Value>,
+) -> Response {
+    let mut body = extensions;
+    body.insert("type".into(), json!("about:blank"));
+    body.insert(
+        "title".into(),
+        json!(status.canonical_reason().unwrap_or("error")),
+    );
+    body.insert("status".into(), json!(status.as_u16()));
+    body.insert("detail".into(), json!(detail.into()));
+    let body = Value::Object(body);
     (
         status,
         [(header::CONTENT_TYPE, "application/problem+json")],

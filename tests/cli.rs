@@ -148,7 +148,7 @@ fn the_rabbitmq_config_checks_and_a_queue_on_a_file_sink_is_refused() {
     let ok = cgthub(&["check", "--config", "config/rabbitmq.toml"], repo());
     let text = String::from_utf8_lossy(&ok.stdout);
     assert!(ok.status.success(), "{text}");
-    assert!(text.contains("3 route(s), 1 sink(s)"), "{text}");
+    assert!(text.contains("5 route(s), 1 sink(s)"), "{text}");
 
     // A [route.queue] means "declare this on the broker": on a file sink it
     // is a mistake, named with its file and line.

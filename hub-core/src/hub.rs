@@ -466,6 +466,7 @@ impl Hub {
             return Ok((receipt, None));
         }
         let problem = receipt.problem.clone().or(problem);
+        m.held.inc_by(receipt.held as u64);
         if let Some(p) = &problem {
             m.rejected
                 .get_or_create(&ReasonLabels {

@@ -13,6 +13,7 @@ pub const MESSAGES_REJECTED: &str = "cgthub_messages_rejected";
 pub const MESSAGES_DUPLICATE: &str = "cgthub_messages_duplicate";
 pub const EVENTS_ROUTED: &str = "cgthub_events_routed";
 pub const EVENTS_UNMATCHED: &str = "cgthub_events_unmatched";
+pub const EVENTS_HELD: &str = "cgthub_events_held";
 pub const EVENTS_DELIVERED: &str = "cgthub_events_delivered";
 pub const DELIVERY_FAILURES: &str = "cgthub_delivery_failures";
 pub const DEAD_LETTERS: &str = "cgthub_dead_letters";
@@ -101,6 +102,10 @@ pub struct Metrics {
     pub duplicates: Family<PartnerLabels, Counter>,
     pub routed: Family<RouteLabels, Counter>,
     pub unmatched: Counter,
+    /// Events the identity registry held at intake (unknown identifiers
+    /// or out of sequence); conflicts are counted as dead letters of stage
+    /// `identity`.
+    pub held: Counter,
     pub delivered: Family<SinkLabels, Counter>,
     pub delivery_failures: Family<SinkLabels, Counter>,
     pub dead_letters: Family<StageLabels, Counter>,
@@ -125,6 +130,7 @@ impl Default for Metrics {
             duplicates: Family::default(),
             routed: Family::default(),
             unmatched: Counter::default(),
+            held: Counter::default(),
             delivered: Family::default(),
             delivery_failures: Family::default(),
             dead_letters: Family::default(),
@@ -175,6 +181,11 @@ impl Metrics {
             EVENTS_UNMATCHED,
             "Events that matched no route (kept, not dropped)",
             self.unmatched.clone(),
+        );
+        r.register(
+            EVENTS_HELD,
+            "Events held by the identity registry at intake (not routed until their identity is settled)",
+            self.held.clone(),
         );
         r.register(
             EVENTS_DELIVERED,

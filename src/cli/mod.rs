@@ -1,12 +1,16 @@
-//! `cgthub` subcommands.
+//! `cgthub` subcommands: `serve`, `check`, `migrate`, `test`, `events`,
+//! `dlq` (list, show, replay, purge), `holds` (list, show, release,
+//! reject), `trace`, `send` and `bench`.
 
 mod bench;
 mod check;
 mod client;
 mod dlq;
 mod events;
+mod holds;
 mod send;
 mod test;
+mod trace;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +66,26 @@ pub enum Command {
     Dlq {
         #[command(subcommand)]
         action: DlqAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// Held events: what the identity registry holds until its identity is
+    /// settled (or quarantines on a conflict), and an operator's release or
+    /// reject, with a reason.
+    Holds {
+        #[command(subcommand)]
+        action: HoldsAction,
+        #[command(flatten)]
+        config: ConfigArg,
+    },
+    /// A therapy's chain of identity: its identifiers and where each link
+    /// came from, its events in order, custody handoffs, holds and alerts.
+    Trace {
+        /// The therapy's chain of identity (COI).
+        coi: String,
+        /// The whole journey as one JSON object.
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         config: ConfigArg,
     },
@@ -146,6 +170,49 @@ pub enum DlqAction {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum HoldsAction {
+    /// Held events, newest first (still held ones unless --state says
+    /// otherwise).
+    List {
+        /// held, released, rejected, expired, quarantined or all.
+        #[arg(long, default_value = "held")]
+        state: String,
+        /// Only holds of this chain of identity.
+        #[arg(long)]
+        coi: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One hold: why it is held, its event and the identifiers it names.
+    Show {
+        id: i64,
+        /// The whole hold as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a hold through the running hub (http.addr): its event is
+    /// judged again and goes on unless its identity is still unknown or now
+    /// contradicts the registry (quarantined). Exit 1 unless released.
+    Release {
+        id: i64,
+        /// Why, in words (required; kept in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+    /// Reject a hold through the running hub (http.addr): its event never
+    /// goes on. Exit 1 unless rejected.
+    Reject {
+        id: i64,
+        /// Why, in words (required; kept in the audit log).
+        #[arg(long, value_name = "TEXT")]
+        reason: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum SendProtocol {
     /// HL7v2 files over MLLP; prints each ACK.
     Mllp {
@@ -189,6 +256,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             config,
         } => events::run(config.config.as_deref(), coi, kind, unmatched, limit, json).await,
         Command::Dlq { action, config } => dlq::run(config.config.as_deref(), action).await,
+        Command::Holds { action, config } => holds::run(config.config.as_deref(), action).await,
+        Command::Trace { coi, json, config } => {
+            trace::run(config.config.as_deref(), &coi, json).await
+        }
         Command::Send {
             protocol: SendProtocol::Mllp { files, to, timeout },
         } => send::mllp(&files, &to, timeout).await,
@@ -213,6 +284,40 @@ async fn migrate(config_file: Option<&std::path::Path>) -> anyhow::Result<ExitCo
         println!("store {url}: schema version {before} -> {after}");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Opens the configured store read-only, beside a running hub: no writer,
+/// no migration.
+async fn open_read_only(settings: &config::Settings) -> anyhow::Result<hub_core::store::Store> {
+    use anyhow::Context;
+    hub_core::store::Store::open_read_only(crate::serve::store_options(settings, None))
+        .await
+        .with_context(|| {
+            let url = hub_core::store::redact_url(&settings.store.url);
+            format!("opening the store {url} to read")
+        })
+}
+
+/// A store timestamp (RFC 3339) to the second, as tables show it; as
+/// stored when it is not one.
+fn short_time(t: &str) -> String {
+    chrono::DateTime::parse_from_rfc3339(t)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|_| t.to_string())
+}
+
+/// At most `max` characters of `s` on one line, `…` when cut.
+fn truncate(s: &str, max: usize) -> String {
+    let one_line: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if one_line.chars().count() <= max {
+        return one_line;
+    }
+    let mut cut: String = one_line.chars().take(max.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// Opens the configured store for a CLI read.

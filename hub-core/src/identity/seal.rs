@@ -61,10 +61,14 @@ pub struct PhiKeyConfig {
     /// (surrounding whitespace ignored).
     #[serde(default)]
     pub key_env: Option<String>,
-    /// The key that seals new values and derives blind indexes; exactly one
-    /// key is current.
+    /// The key that seals new values; exactly one key is current.
     #[serde(default)]
     pub current: bool,
+    /// The key blind indexes are derived from, if not the current one: at
+    /// a rotation the old key keeps `index = true`, so the registry's keyed
+    /// hashes (MRNs, names, birth dates) stay valid. At most one.
+    #[serde(default)]
+    pub index: bool,
 }
 
 impl fmt::Debug for PhiKeyConfig {
@@ -74,6 +78,7 @@ impl fmt::Debug for PhiKeyConfig {
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("key_env", &self.key_env)
             .field("current", &self.current)
+            .field("index", &self.index)
             .finish()
     }
 }
@@ -91,6 +96,9 @@ pub enum PhiKeyError {
 
     #[error("PHI keys {first:?} and {second:?} are both marked current (exactly one must be)")]
     SeveralCurrent { first: String, second: String },
+
+    #[error("PHI keys {first:?} and {second:?} are both marked index (at most one may be)")]
+    SeveralIndex { first: String, second: String },
 
     #[error("PHI key id {id:?} is invalid: it must be 1 to 64 characters among A-Z a-z 0-9 . _ -")]
     InvalidId { id: String },
@@ -229,7 +237,22 @@ impl PhiKeys {
             }
         }
         let current = current.ok_or(PhiKeyError::NoCurrent)?;
-        Self::new(current, older)
+        let flagged: Vec<&PhiKeyConfig> = keys.iter().filter(|c| c.index).collect();
+        if let [first, second, ..] = flagged.as_slice() {
+            return Err(PhiKeyError::SeveralIndex {
+                first: first.id.clone(),
+                second: second.id.clone(),
+            });
+        }
+        let index_key = match flagged.first() {
+            Some(c) if !c.current => older.iter().find(|(id, _)| *id == c.id).map(|(_, k)| *k),
+            _ => None,
+        };
+        let mut set = Self::new(current, older)?;
+        if let Some(k) = index_key {
+            set.index = index_mac(&k);
+        }
+        Ok(set)
     }
 
     /// A random key with id `ephemeral`, for tests and for a hub started
@@ -404,6 +427,7 @@ mod tests {
             key: key.map(Into::into),
             key_env: key_env.map(Into::into),
             current,
+            index: false,
         }
     }
 
@@ -680,5 +704,37 @@ mod tests {
         let mut raw = <HmacSha256 as Mac>::new_from_slice(&K1).unwrap();
         raw.update(b"EVERYWOMAN|EVE");
         assert_ne!(a, hex::encode(raw.finalize().into_bytes()));
+    }
+
+    #[test]
+    fn blind_indexes_survive_a_rotation_when_the_old_key_keeps_index() {
+        let k0 = "00".repeat(31) + "01";
+        let k1 = "00".repeat(31) + "02";
+        let cfg = |id: &str, key: &str, current: bool, index: bool| PhiKeyConfig {
+            id: id.into(),
+            key: Some(key.into()),
+            key_env: None,
+            current,
+            index,
+        };
+        let before = PhiKeys::from_config(&[cfg("k0", &k0, true, false)]).unwrap();
+        let after =
+            PhiKeys::from_config(&[cfg("k0", &k0, false, true), cfg("k1", &k1, true, false)])
+                .unwrap();
+        assert_eq!(
+            before.blind_index("SMITH|JANE"),
+            after.blind_index("SMITH|JANE")
+        );
+        assert_eq!(after.current_key_id(), "k1", "the new key seals");
+        let unflagged =
+            PhiKeys::from_config(&[cfg("k0", &k0, false, false), cfg("k1", &k1, true, false)])
+                .unwrap();
+        assert_ne!(
+            before.blind_index("SMITH|JANE"),
+            unflagged.blind_index("SMITH|JANE")
+        );
+        let e = PhiKeys::from_config(&[cfg("k0", &k0, false, true), cfg("k1", &k1, true, true)])
+            .unwrap_err();
+        assert!(matches!(e, PhiKeyError::SeveralIndex { .. }), "{e}");
     }
 }

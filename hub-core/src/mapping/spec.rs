@@ -119,15 +119,16 @@ pub struct IdentitySpec {
     pub birth_date: Option<Spanned<FieldSpec>>,
 }
 
+/// An identifier's kind, its value field and its authority field.
+pub type IdentifierSpec<'a> = (
+    crate::registry::IdKind,
+    &'a Option<Spanned<FieldSpec>>,
+    &'a Option<Spanned<FieldSpec>>,
+);
+
 impl IdentitySpec {
     /// Each identifier field with its kind and authority field.
-    pub fn identifiers(
-        &self,
-    ) -> [(
-        crate::registry::IdKind,
-        &Option<Spanned<FieldSpec>>,
-        &Option<Spanned<FieldSpec>>,
-    ); 6] {
+    pub fn identifiers(&self) -> [IdentifierSpec<'_>; 6] {
         use crate::registry::IdKind as K;
         [
             (K::Mrn, &self.mrn, &self.mrn_authority),
