@@ -289,7 +289,12 @@ fn results_take_the_order_coi_conflicts_stop_and_late_links_release_holds() {
     // The birth-date conflict names only A's chain: its alert is one of A's events.
     assert_eq!(
         kinds,
-        ["order.placed", "qc.result_reported", "qc.result_reported", "alert.raised"]
+        [
+            "order.placed",
+            "qc.result_reported",
+            "qc.result_reported",
+            "alert.raised"
+        ]
     );
     let quarantined: Vec<&serde_json::Value> = j["holds"]
         .as_array()

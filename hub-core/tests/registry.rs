@@ -275,3 +275,43 @@ async fn two_hubs_on_one_postgres_never_link_one_specimen_twice_postgres() {
     assert_eq!(n, 40);
     raw.close().await;
 }
+
+on_both!(
+    under_route_an_unregistered_coi_goes_on_linked_to_nothing,
+    under_route_an_unregistered_coi_goes_on_linked_to_nothing_sqlite,
+    under_route_an_unregistered_coi_goes_on_linked_to_nothing_postgres
+);
+
+async fn under_route_an_unregistered_coi_goes_on_linked_to_nothing(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let hub = Hub::new(
+        store.clone(),
+        Router::default(),
+        Metrics::default(),
+        Vec::<String>::new(),
+    );
+    hub.set_registry(RegistrySettings {
+        rules: Rules {
+            on_unknown: hub_core::registry::OnUnknown::Route,
+            ..Rules::default()
+        },
+        keys: PhiKeys::ephemeral(),
+        hold_timeout: chrono::Duration::hours(4),
+    });
+    let mut ev = result("S-1");
+    ev.coi = Some(COI_A.into());
+    let r = send(&hub, "R-1", ev).await;
+    assert_eq!((r.outcome, r.held), (Outcome::Accepted { events: 1 }, 0));
+    // The store still takes messages: the writer is alive.
+    let r = send(&hub, "R-2", result("S-2")).await;
+    assert_eq!((r.outcome, r.held), (Outcome::Accepted { events: 1 }, 0));
+    assert!(
+        store.journey(COI_A).await.unwrap().is_none(),
+        "no therapy made"
+    );
+    let mut raw = db.raw().await;
+    let (n,): (i64,) = raw.fetch_one("SELECT COUNT(*) FROM identifiers").await;
+    assert_eq!(n, 0, "linked to nothing");
+    raw.close().await;
+    store.close().await;
+}

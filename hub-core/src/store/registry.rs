@@ -333,24 +333,28 @@ impl Registry {
                     self.failed.push((who.message_row, problem.clone()));
                     return Judged::Conflict { problem };
                 }
-                Verdict::Pass { coi, link, create } => {
-                    if let Some(coi) = coi {
-                        let therapy = if *create {
+                Verdict::Pass {
+                    coi: Some(coi),
+                    link,
+                    create,
+                } => {
+                    let therapy = if *create {
+                        Some(Therapy {
+                            coi: coi.clone(),
+                            state: TherapyState::Active,
+                            milestones: Vec::new(),
+                            name_index: id.facts.name_index.clone(),
+                            birth_date_index: id.facts.birth_date_index.clone(),
+                        })
+                    } else {
+                        overlay.therapy(coi).cloned()
+                    };
+                    // None: under `on_unknown = "route"` an event whose COI
+                    // has no order yet goes on, linked to nothing.
+                    if let Some(mut t) = therapy {
+                        if *create {
                             creates.push((ev, coi.clone()));
-                            Therapy {
-                                coi: coi.clone(),
-                                state: TherapyState::Active,
-                                milestones: Vec::new(),
-                                name_index: id.facts.name_index.clone(),
-                                birth_date_index: id.facts.birth_date_index.clone(),
-                            }
-                        } else {
-                            overlay
-                                .therapy(coi)
-                                .cloned()
-                                .expect("a passing event with a COI has a therapy")
-                        };
-                        let mut t = therapy;
+                        }
                         if !t.has(id.facts.kind) {
                             t.milestones.push(id.facts.kind.to_string());
                         }
@@ -380,6 +384,7 @@ impl Registry {
                         }
                     }
                 }
+                Verdict::Pass { coi: None, .. } => {}
                 Verdict::Hold { .. } => {}
             }
             decided.push((ev, verdict));
@@ -390,12 +395,15 @@ impl Registry {
             ..
         } = overlay;
         for (ev, coi) in creates {
-            let id = ev.identity.as_deref().expect("judged with an identity");
             self.new_therapies.push(NewTherapy {
                 coi: coi.clone(),
                 product: ev.product.clone(),
                 order_id: ev.order_id.clone(),
-                sealed: id.sealed.clone(),
+                sealed: ev
+                    .identity
+                    .as_deref()
+                    .map(|i| i.sealed.clone())
+                    .unwrap_or_default(),
                 message_row: who.message_row,
             });
         }
@@ -426,7 +434,10 @@ impl Registry {
                 Verdict::Pass { coi, .. } => pass.push(with_coi(ev, coi)),
                 Verdict::Hold { coi, reason } => {
                     held += 1;
-                    let id = ev.identity.as_deref().expect("held with an identity");
+                    // Only events with an identity are judged (others pass).
+                    let Some(id) = ev.identity.as_deref() else {
+                        continue;
+                    };
                     let (detail, deadline) = match &reason {
                         HoldReason::UnknownIdentifiers => {
                             (unknown_detail(id), Some(deadline(now, id.cx.hold_timeout)))
