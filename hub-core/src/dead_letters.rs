@@ -279,7 +279,7 @@ async fn replay_message(
     );
     let (outcome, counts) = match hub.check_coi(decoded) {
         Decoded::Events(events) => {
-            let r = hub.route(&events);
+            let r = hub.route(events);
             (
                 IntakeOutcome::Events(r.prepared),
                 Some((r.routes, r.unmatched)),

@@ -191,7 +191,7 @@ impl Hub {
     /// order that may register its therapy, the patient data sealed.
     fn identity_of(
         &self,
-        ev: &TherapyEvent,
+        ev: TherapyEvent,
         settings: &RegistrySettings,
         cx: &Arc<RegistryContext>,
     ) -> EventIdentity {
@@ -234,7 +234,7 @@ impl Hub {
                 name_index: name.map(|n| hash(&format!("name|{n}"))),
                 birth_date_index: birth_date.map(|d| hash(&format!("birth_date|{d}"))),
             },
-            event: ev.clone(),
+            event: ev,
             sealed,
             cx: Arc::clone(cx),
         }
@@ -372,7 +372,7 @@ impl Hub {
     }
 
     /// Routes events with the routes in force.
-    pub(crate) fn route(&self, events: &[TherapyEvent]) -> Routed {
+    pub(crate) fn route(&self, events: Vec<TherapyEvent>) -> Routed {
         let router = self.router();
         let cx = self.registry_context();
         let mut routed = Routed {
@@ -382,7 +382,7 @@ impl Hub {
             unmatched: 0,
         };
         for ev in events {
-            let dest = router.route(ev);
+            let dest = router.route(&ev);
             if dest.is_empty() {
                 routed.unmatched += 1;
             }
@@ -392,7 +392,7 @@ impl Hub {
                     routed.sinks.push(d.sink.clone());
                 }
             }
-            let mut prepared = PreparedEvent::new(ev, dest);
+            let mut prepared = PreparedEvent::new(&ev, dest);
             if let (Some(settings), Some(cx)) = (self.inner.registry.get(), &cx) {
                 prepared.identity = Some(Box::new(self.identity_of(ev, settings, cx)));
             }
@@ -444,7 +444,7 @@ impl Hub {
         let mut routed = None;
         let outcome = match self.check_coi(decoded) {
             Decoded::Events(events) => {
-                let r = self.route(&events);
+                let r = self.route(events);
                 let prepared = r.prepared;
                 routed = Some((r.routes, r.sinks, r.unmatched));
                 IntakeOutcome::Events(prepared)

@@ -73,6 +73,18 @@ pub struct Problem {
 }
 
 impl Problem {
+    /// The status an HTTP intake (FHIR, webhooks) answers a message that
+    /// failed with this problem: 409 Conflict when the identity registry
+    /// contradicts it, else 422 (understood, not acceptable). Refusals of
+    /// the bytes themselves (malformed, too large) are the connector's own.
+    pub fn http_status(&self) -> u16 {
+        if self.code == crate::store::IDENTITY_CONFLICT {
+            409
+        } else {
+            422
+        }
+    }
+
     /// The reason with every quoted value (`"…"`) blanked, for logs: values
     /// come from the message and may be patient data. The full reason stays
     /// in the store, the partner's NAK and `cgthub dlq show`.
@@ -136,6 +148,16 @@ pub fn redact_quoted(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn an_identity_conflict_is_409_for_http_partners() {
+        use crate::error::Stage;
+        let conflict = Problem::new(Stage::Identity, crate::store::IDENTITY_CONFLICT, "x");
+        assert_eq!(conflict.http_status(), 409);
+        let coi = Problem::new(Stage::Identity, crate::coi_check::INVALID_COI, "x");
+        assert_eq!(coi.http_status(), 422);
+    }
+
     use super::*;
 
     #[test]
