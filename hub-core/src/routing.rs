@@ -386,6 +386,12 @@ impl Router {
         out
     }
 
+    /// Whether some route's routing key names the COI (then an event that
+    /// gets its COI from the registry is routed again).
+    pub fn keys_on_coi(&self) -> bool {
+        self.routes.iter().any(|r| r.routing_key.contains("{coi}"))
+    }
+
     pub fn get(&self, name: &str) -> Option<&Route> {
         self.by_name.get(name).map(|&i| &self.routes[i])
     }

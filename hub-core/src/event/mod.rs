@@ -98,4 +98,4 @@ mod schema_tag {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -45,6 +45,14 @@ fn serialises_to_the_documented_shape() {
     assert_eq!(json["event_id"].as_str().unwrap().len(), 36);
 }
 
+/// One event of every kind (with a COI), for tests elsewhere in the crate.
+pub(crate) fn one_of_each_kind() -> Vec<TherapyEvent> {
+    EventKind::ALL
+        .iter()
+        .map(|&k| envelope(sample(k)))
+        .collect()
+}
+
 /// One sample payload per kind; the match makes this fail to compile when a
 /// kind is added without a sample.
 fn sample(kind: EventKind) -> EventData {

@@ -47,6 +47,10 @@ pub struct PreparedEvent {
     /// For the identity registry: without it the event is not reconciled
     /// (stores used directly, in tests and tools).
     pub identity: Option<Box<super::registry::EventIdentity>>,
+    /// For an event without a COI: where in `body` its `"coi"` member goes
+    /// (right after `data`), so the registry can give it one without
+    /// serialising the event again in the writer.
+    pub coi_at: Option<usize>,
 }
 
 impl PreparedEvent {
@@ -78,10 +82,29 @@ impl PreparedEvent {
             product: ev.product.clone(),
             occurred_at: ev.occurred_at,
             recorded_at: ev.recorded_at,
+            coi_at: if ev.coi.is_none() {
+                coi_position(&body)
+            } else {
+                None
+            },
             body,
             destinations,
             identity: None,
         })
+    }
+
+    /// The body with `"coi": coi` where serialising the event with that COI
+    /// would put it. `None` when the body's shape is not the one
+    /// [`PreparedEvent::try_new`] measured (then serialise again).
+    pub fn body_with_coi(&self, coi: &str) -> Option<String> {
+        let at = self.coi_at?;
+        let value = serde_json::to_string(coi).ok()?;
+        let mut out = String::with_capacity(self.body.len() + value.len() + 8);
+        out.push_str(self.body.get(..at)?);
+        out.push_str(",\"coi\":");
+        out.push_str(&value);
+        out.push_str(self.body.get(at..)?);
+        Some(out)
     }
 }
 
@@ -308,5 +331,105 @@ impl StoreCounts {
     /// All messages.
     pub fn total_messages(&self) -> u64 {
         self.by_status.values().sum()
+    }
+}
+
+/// Where the `"coi"` member goes in a serialised event without one: just
+/// after the `"data"` object, which follows `schema`, `event_id` and `kind`
+/// (the field order of [`TherapyEvent`]). Scans the data object's JSON,
+/// minding strings and escapes.
+fn coi_position(body: &str) -> Option<usize> {
+    let start = body.find(",\"data\":")? + ",\"data\":".len();
+    let bytes = body.as_bytes();
+    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
+    for (i, &b) in bytes.iter().enumerate().skip(start) {
+        if in_str {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(i + 1);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod coi_splice_tests {
+    use super::*;
+    use crate::event::{EventData, QcResult, QcResultReported, Source};
+    use chrono::TimeZone;
+
+    fn result_event(coi: Option<&str>, order: Option<&str>) -> TherapyEvent {
+        TherapyEvent {
+            schema: (),
+            event_id: TherapyEvent::new_id(),
+            data: EventData::QcResultReported(QcResultReported {
+                report_id: Some("R\"1}{".into()),
+                results: vec![QcResult {
+                    value: Some("a \\\" } ] { [ b".into()),
+                    ..QcResult::default()
+                }],
+                ..QcResultReported::default()
+            }),
+            coi: coi.map(str::to_string),
+            order_id: order.map(str::to_string),
+            product: Some("CART-19".into()),
+            occurred_at: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            recorded_at: chrono::Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 6).unwrap(),
+            source: Source {
+                connector: "hl7v2".into(),
+                partner: "LAB".into(),
+                message_id: Some("M1".into()),
+                payload_sha256: "00".into(),
+            },
+            claims: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_spliced_coi_is_byte_for_byte_the_serialised_one() {
+        for order in [Some("O-1"), None] {
+            let without = result_event(None, order);
+            let p = PreparedEvent::new(&without, vec![]);
+            let mut with = without.clone();
+            with.coi = Some("CHW000126000001".into());
+            assert_eq!(
+                p.body_with_coi("CHW000126000001").as_deref(),
+                Some(serde_json::to_string(&with).unwrap().as_str())
+            );
+        }
+        // An event that has a COI is never spliced.
+        let p = PreparedEvent::new(&result_event(Some("CHW000126000001"), None), vec![]);
+        assert_eq!(p.coi_at, None);
+    }
+
+    #[test]
+    fn every_kind_splices_like_serde() {
+        for ev in crate::event::tests::one_of_each_kind() {
+            let mut without = ev.clone();
+            without.coi = None;
+            let p = PreparedEvent::new(&without, vec![]);
+            without.coi = Some("K9\"123".into());
+            assert_eq!(
+                p.body_with_coi("K9\"123").as_deref(),
+                Some(serde_json::to_string(&without).unwrap().as_str()),
+                "{}",
+                ev.kind()
+            );
+        }
     }
 }

@@ -942,6 +942,25 @@ fn claimed_of_key(key: &str) -> crate::registry::Claimed {
 fn with_coi(ev: &PreparedEvent, coi: Option<String>) -> Cow<'_, PreparedEvent> {
     match (&ev.identity, coi) {
         (Some(id), Some(c)) if ev.coi.as_deref() != Some(c.as_str()) => {
+            // The writer is the serial stage: splice the COI into the body
+            // the hub serialised, unless a routing key depends on it.
+            if !id.cx.router.keys_on_coi() {
+                if let Some(body) = ev.body_with_coi(&c) {
+                    return Cow::Owned(PreparedEvent {
+                        event_id: ev.event_id,
+                        kind: ev.kind,
+                        coi: Some(c),
+                        order_id: ev.order_id.clone(),
+                        product: ev.product.clone(),
+                        occurred_at: ev.occurred_at,
+                        recorded_at: ev.recorded_at,
+                        body,
+                        destinations: ev.destinations.clone(),
+                        identity: None,
+                        coi_at: None,
+                    });
+                }
+            }
             let mut e = id.event.clone();
             e.coi = Some(c);
             let dest = id.cx.router.route(&e);
