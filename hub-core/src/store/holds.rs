@@ -16,7 +16,10 @@ use super::db::{on_db, Conn, Pool};
 use super::insert::{DeadRow, EventRow};
 use super::ops::Answer;
 use super::records::PreparedEvent;
-use super::registry::{alert_for, RegistryContext, StoredHold, HOLD_COLUMNS, HOLD_EXPIRED};
+use super::registry::{
+    alert_for, set_hold_state, set_message_routed_if_done, RegistryContext, StoredHold,
+    HOLD_COLUMNS, HOLD_EXPIRED,
+};
 use super::StoreError;
 use crate::error::{ErrorClass, Stage};
 use crate::event::TherapyEvent;
@@ -465,27 +468,8 @@ async fn close(
     resolution: &str,
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    on_db!(&mut *conn, |c| {
-        sqlx::query(
-        "UPDATE holds SET state = $1, resolved_by = $2, resolution = $3, updated_at = $4 WHERE id = $5"
-    )
-    .bind(state)
-    .bind(actor)
-    .bind(resolution)
-    .bind(now)
-    .bind(h.id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected())
-    })?;
-    on_db!(&mut *conn, |c| sqlx::query(
-        "DELETE FROM hold_keys WHERE hold_id = $1"
-    )
-    .bind(h.id)
-    .execute(c)
-    .await
-    .map(|r| r.rows_affected()))?;
-    Ok(())
+    set_hold_state(conn, h.id, state, actor, Some(resolution), now).await?;
+    set_message_routed_if_done(conn, h.message_row, now).await
 }
 
 /// Holds whose identity never became known by their deadline: each one
@@ -518,7 +502,15 @@ pub(crate) async fn expire<'a>(
             continue;
         };
         let reason = format!("identity not settled in time: {detail}");
-        close(conn, &h, "expired", super::batch::SYSTEM, &reason, &b.now).await?;
+        set_hold_state(
+            conn,
+            h.id,
+            "expired",
+            super::batch::SYSTEM,
+            Some(&reason),
+            &b.now,
+        )
+        .await?;
         let dl = b.dead_letter_id(conn).await?;
         let first = match on_db!(&mut *conn, |c| {
             sqlx::query_scalar::<_, String>("SELECT created_at FROM holds WHERE id = $1")

@@ -875,7 +875,9 @@ pub(crate) struct StoredHold {
     pub state: String,
 }
 
-async fn set_hold_state(
+/// Settles a hold (released, rejected, expired, quarantined): it waits on
+/// no key any more.
+pub(crate) async fn set_hold_state(
     conn: &mut Conn,
     id: i64,
     state: &str,
@@ -907,7 +909,7 @@ async fn set_hold_state(
 }
 
 /// A message whose last held event went on is `routed`.
-async fn set_message_routed_if_done(
+pub(crate) async fn set_message_routed_if_done(
     conn: &mut Conn,
     row: i64,
     now: &str,
