@@ -91,6 +91,16 @@ run() { # LABEL ROUND
     echo "== $1 (round $2)"
     "$BIN" bench mllp --to 127.0.0.1:12590 -c "$C" -w "$W" -n "$N" --drain 127.0.0.1:18190
     stop
+    # What reached the results sink, and with which COI: every result must
+    # have been reconciled and routed, none held.
+    python3 - "$dir/out/results.jsonl" "$dir/data/cgthub.db" <<'PY'
+import json, sqlite3, sys, collections
+cois = collections.Counter(json.loads(l).get("coi") for l in open(sys.argv[1]))
+db = sqlite3.connect(sys.argv[2])
+held = db.execute("SELECT COUNT(*) FROM sqlite_master WHERE name = 'holds'").fetchone()[0] and \
+    db.execute("SELECT COUNT(*) FROM holds").fetchone()[0]
+print("  results sink: %d events, by COI %s; held: %s" % (sum(cois.values()), dict(cois), held))
+PY
 }
 
 for round in $(seq 1 "$ROUNDS"); do

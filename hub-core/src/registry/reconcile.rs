@@ -218,62 +218,75 @@ pub enum Verdict {
 /// Judges one event. `view` must already include what earlier events of
 /// the same batch did.
 pub fn judge(rules: &Rules, view: &dyn View, ev: &Facts) -> Verdict {
-    let mut found: Vec<Disagreement> = Vec::new();
-    if let Some(c) = &ev.coi {
-        found.push(Disagreement {
+    // Borrowed on the way: owned copies only for a conflict's alert (this
+    // runs in the store's serial stage, once per event).
+    let mut first: Option<&str> = ev.coi.as_deref();
+    let mut split = false;
+    for k in &ev.keys {
+        if let Some(l) = view.link(&k.key) {
+            match first {
+                None => first = Some(&l.coi),
+                Some(c) if c != l.coi => split = true,
+                Some(_) => {}
+            }
+        }
+    }
+    let disagreements = || -> Vec<Disagreement> {
+        let own = ev.coi.iter().map(|c| Disagreement {
             identifier: "coi".into(),
             coi: c.clone(),
             link: None,
         });
-    }
-    let mut unlinked = Vec::new();
-    for k in &ev.keys {
-        match view.link(&k.key) {
-            Some(l) => found.push(Disagreement {
+        let linked = ev.keys.iter().filter_map(|k| {
+            view.link(&k.key).map(|l| Disagreement {
                 identifier: k.claimed.display(),
                 coi: l.coi.clone(),
                 link: Some(l.clone()),
-            }),
-            None => unlinked.push(k.clone()),
-        }
+            })
+        });
+        own.chain(linked).collect()
+    };
+    if split {
+        let found = disagreements();
+        let mut cois: Vec<&str> = found.iter().map(|d| d.coi.as_str()).collect();
+        cois.sort_unstable();
+        cois.dedup();
+        return Verdict::Conflict {
+            reason: format!(
+                "identifiers belong to {} different chains of identity ({})",
+                cois.len(),
+                cois.join(", ")
+            ),
+            disagreements: found,
+        };
     }
-    let coi = match found.first() {
-        Some(first) => {
-            if found.iter().any(|d| d.coi != first.coi) {
-                let mut cois: Vec<&str> = found.iter().map(|d| d.coi.as_str()).collect();
-                cois.sort_unstable();
-                cois.dedup();
-                return Verdict::Conflict {
-                    reason: format!(
-                        "identifiers belong to {} different chains of identity ({})",
-                        cois.len(),
-                        cois.join(", ")
-                    ),
-                    disagreements: found,
-                };
-            }
-            first.coi.clone()
-        }
-        None => {
-            return match rules.on_unknown {
-                OnUnknown::Hold => Verdict::Hold {
-                    coi: None,
-                    reason: HoldReason::UnknownIdentifiers,
-                },
-                OnUnknown::Route => Verdict::Pass {
-                    coi: None,
-                    link: Vec::new(),
-                    create: false,
-                },
-            }
-        }
+    let Some(coi) = first else {
+        return match rules.on_unknown {
+            OnUnknown::Hold => Verdict::Hold {
+                coi: None,
+                reason: HoldReason::UnknownIdentifiers,
+            },
+            OnUnknown::Route => Verdict::Pass {
+                coi: None,
+                link: Vec::new(),
+                create: false,
+            },
+        };
+    };
+    let coi = coi.to_string();
+    let unlinked = || -> Vec<EventKey> {
+        ev.keys
+            .iter()
+            .filter(|k| view.link(&k.key).is_none())
+            .cloned()
+            .collect()
     };
     let Some(therapy) = view.therapy(&coi) else {
         // Orders create the record; anything else waits for one.
         if ev.kind == EventKind::OrderPlaced.as_str() {
             return Verdict::Pass {
                 coi: Some(coi),
-                link: unlinked,
+                link: unlinked(),
                 create: true,
             };
         }
@@ -303,7 +316,7 @@ pub fn judge(rules: &Rules, view: &dyn View, ev: &Facts) -> Verdict {
                     reason: format!(
                         "the patient's {what} in the message does not match the registry for COI {coi}"
                     ),
-                    disagreements: found,
+                    disagreements: disagreements(),
                 };
             }
         }
@@ -338,7 +351,7 @@ pub fn judge(rules: &Rules, view: &dyn View, ev: &Facts) -> Verdict {
     }
     Verdict::Pass {
         coi: Some(coi),
-        link: unlinked,
+        link: unlinked(),
         create: false,
     }
 }

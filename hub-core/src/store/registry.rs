@@ -338,7 +338,19 @@ impl Registry {
                     link,
                     create,
                 } => {
-                    let therapy = if *create {
+                    let kind = id.facts.kind;
+                    let changes = |t: &Therapy| {
+                        !t.has(kind)
+                            || next_state(t.state, kind) != t.state
+                            || (t.name_index.is_none() && id.facts.name_index.is_some())
+                            || (t.birth_date_index.is_none()
+                                && id.facts.birth_date_index.is_some())
+                    };
+                    // None: under `on_unknown = "route"` an event whose COI
+                    // has no order yet goes on, linked to nothing.
+                    let registered = *create || overlay.therapy(coi).is_some();
+                    let updated = if *create {
+                        creates.push((ev, coi.clone()));
                         Some(Therapy {
                             coi: coi.clone(),
                             state: TherapyState::Active,
@@ -347,18 +359,15 @@ impl Registry {
                             birth_date_index: id.facts.birth_date_index.clone(),
                         })
                     } else {
-                        overlay.therapy(coi).cloned()
+                        // Most events change nothing (their step is known):
+                        // no copy, no UPDATE.
+                        overlay.therapy(coi).filter(|t| changes(t)).cloned()
                     };
-                    // None: under `on_unknown = "route"` an event whose COI
-                    // has no order yet goes on, linked to nothing.
-                    if let Some(mut t) = therapy {
-                        if *create {
-                            creates.push((ev, coi.clone()));
+                    if let Some(mut t) = updated {
+                        if !t.has(kind) {
+                            t.milestones.push(kind.to_string());
                         }
-                        if !t.has(id.facts.kind) {
-                            t.milestones.push(id.facts.kind.to_string());
-                        }
-                        t.state = next_state(t.state, id.facts.kind);
+                        t.state = next_state(t.state, kind);
                         if t.name_index.is_none() {
                             t.name_index = id.facts.name_index.clone();
                         }
@@ -366,6 +375,8 @@ impl Registry {
                             t.birth_date_index = id.facts.birth_date_index.clone();
                         }
                         overlay.therapies.insert(coi.clone(), t);
+                    }
+                    if registered {
                         for k in link {
                             let l = Link {
                                 coi: coi.clone(),
