@@ -49,6 +49,9 @@ start() { # BIN DIR ROOT
 
 stop() { kill "$PID"; wait "$PID" 2>/dev/null || true; PID=""; }
 
+# utime + stime of the hub, in clock ticks.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$PID/stat"; }
+
 # 250,000 therapies with an order, an MRN hash, a specimen and a batch each.
 preload() { # DB
     python3 - "$1" <<'PY'
@@ -89,7 +92,13 @@ run() { # LABEL ROUND
     esac
     start "$bin" "$dir" "$root"
     echo "== $1 (round $2)"
+    local before after
+    before=$(cpu_ticks)
     "$BIN" bench mllp --to 127.0.0.1:12590 -c "$C" -w "$W" -n "$N" --drain 127.0.0.1:18190
+    after=$(cpu_ticks)
+    # The hub's own CPU time (user + system) per message: steadier than
+    # throughput on a shared machine.
+    echo "  hub CPU: $(( (after - before) * 1000000 / $(getconf CLK_TCK) / N )) us per message"
     stop
     # What reached the results sink, and with which COI: every result must
     # have been reconciled and routed, none held.

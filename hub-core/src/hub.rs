@@ -191,7 +191,7 @@ impl Hub {
     /// order that may register its therapy, the patient data sealed.
     fn identity_of(
         &self,
-        ev: TherapyEvent,
+        ev: &TherapyEvent,
         settings: &RegistrySettings,
         cx: &Arc<RegistryContext>,
     ) -> EventIdentity {
@@ -234,7 +234,6 @@ impl Hub {
                 name_index: name.map(|n| hash(&format!("name|{n}"))),
                 birth_date_index: birth_date.map(|d| hash(&format!("birth_date|{d}"))),
             },
-            event: ev,
             sealed,
             cx: Arc::clone(cx),
         }
@@ -394,7 +393,7 @@ impl Hub {
             }
             let mut prepared = PreparedEvent::new(&ev, dest);
             if let (Some(settings), Some(cx)) = (self.inner.registry.get(), &cx) {
-                prepared.identity = Some(Box::new(self.identity_of(ev, settings, cx)));
+                prepared.identity = Some(Box::new(self.identity_of(&ev, settings, cx)));
             }
             routed.prepared.push(prepared);
         }

@@ -315,3 +315,62 @@ async fn under_route_an_unregistered_coi_goes_on_linked_to_nothing(db: &TestDb) 
     raw.close().await;
     store.close().await;
 }
+
+on_both!(
+    a_coi_the_registry_fills_in_is_in_the_body_and_the_routing_key,
+    a_coi_the_registry_fills_in_is_in_the_body_and_the_routing_key_sqlite,
+    a_coi_the_registry_fills_in_is_in_the_body_and_the_routing_key_postgres
+);
+
+/// A result naming only its specimen gets the order's COI: in the stored
+/// body (spliced in), and in a routing key that names the COI (routed again).
+async fn a_coi_the_registry_fills_in_is_in_the_body_and_the_routing_key(db: &TestDb) {
+    let dir = tempfile::tempdir().unwrap();
+    for (file, key) in [("by_coi.toml", "{coi}.{kind}"), ("by_kind.toml", "{kind}")] {
+        let sink = file.trim_end_matches(".toml");
+        std::fs::write(
+            dir.path().join(file),
+            format!("[[route]]\nname = \"{sink}\"\nkinds = [\"*\"]\nsink = \"{sink}\"\nrouting_key = \"{key}\"\n"),
+        )
+        .unwrap();
+    }
+    let sinks = ["by_coi".to_string(), "by_kind".to_string()]
+        .into_iter()
+        .collect();
+    let store = Store::open(db.options()).await.unwrap();
+    let (sink, router) = ("by_coi", Router::load_dir(dir.path(), &sinks).unwrap());
+    {
+        let hub = Hub::new(
+            store.clone(),
+            router,
+            Metrics::default(),
+            Vec::<String>::new(),
+        );
+        hub.set_registry(RegistrySettings {
+            rules: Rules::default(),
+            keys: PhiKeys::ephemeral(),
+            hold_timeout: chrono::Duration::hours(4),
+        });
+        send(&hub, "O-1", order(COI_A, "S-1", "M-A")).await;
+        let r = send(&hub, "R-1", result("S-1")).await;
+        assert_eq!((r.outcome, r.held), (Outcome::Accepted { events: 1 }, 0));
+        let now = chrono::Utc::now() + chrono::Duration::seconds(1);
+        let due = store.pending(sink, 10, now).await.unwrap();
+        let res = due
+            .iter()
+            .find(|i| i.kind == "qc.result_reported")
+            .expect("the result");
+        assert_eq!(res.routing_key, format!("{COI_A}.qc.result_reported"));
+        let body: serde_json::Value = serde_json::from_str(&res.body).unwrap();
+        assert_eq!(body["coi"], COI_A);
+        // The other route's key does not name the COI; the body is the same.
+        let other = store.pending("by_kind", 10, now).await.unwrap();
+        let res2 = other
+            .iter()
+            .find(|i| i.kind == "qc.result_reported")
+            .unwrap();
+        assert_eq!(res2.routing_key, "qc.result_reported");
+        assert_eq!(res2.body, res.body);
+    }
+    store.close().await;
+}

@@ -83,7 +83,7 @@ impl PreparedEvent {
             occurred_at: ev.occurred_at,
             recorded_at: ev.recorded_at,
             coi_at: if ev.coi.is_none() {
-                coi_position(&body)
+                coi_position(ev, &body)
             } else {
                 None
             },
@@ -334,37 +334,34 @@ impl StoreCounts {
     }
 }
 
-/// Where the `"coi"` member goes in a serialised event without one: just
-/// after the `"data"` object, which follows `schema`, `event_id` and `kind`
-/// (the field order of [`TherapyEvent`]). Scans the data object's JSON,
-/// minding strings and escapes.
-fn coi_position(body: &str) -> Option<usize> {
-    let start = body.find(",\"data\":")? + ",\"data\":".len();
-    let bytes = body.as_bytes();
-    let (mut depth, mut in_str, mut escaped) = (0usize, false, false);
-    for (i, &b) in bytes.iter().enumerate().skip(start) {
-        if in_str {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_str = true,
-            b'{' | b'[' => depth += 1,
-            b'}' | b']' => {
-                depth = depth.checked_sub(1)?;
-                if depth == 0 {
-                    return Some(i + 1);
-                }
-            }
-            _ => {}
-        }
+/// Where the `"coi"` member goes in `body`, the serialisation of `ev`
+/// (which has none): just before the members that follow it in
+/// [`TherapyEvent`]'s field order, whose serialisation (a few hundred bytes,
+/// instead of scanning the whole body) gives their length from the end.
+fn coi_position(ev: &TherapyEvent, body: &str) -> Option<usize> {
+    #[derive(serde::Serialize)]
+    struct Tail<'a> {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        order_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        product: &'a Option<String>,
+        #[serde(with = "crate::event::rfc3339::utc")]
+        occurred_at: &'a DateTime<Utc>,
+        #[serde(with = "crate::event::rfc3339::utc")]
+        recorded_at: &'a DateTime<Utc>,
+        source: &'a crate::event::Source,
     }
-    None
+    let tail = serde_json::to_string(&Tail {
+        order_id: &ev.order_id,
+        product: &ev.product,
+        occurred_at: &ev.occurred_at,
+        recorded_at: &ev.recorded_at,
+        source: &ev.source,
+    })
+    .ok()?;
+    // body = …"data":{…} + "," + members + "}", tail = "{" + members + "}".
+    let at = body.len().checked_sub(tail.len())?;
+    (body.as_bytes().get(at) == Some(&b',') && body.ends_with(&tail[1..])).then_some(at)
 }
 
 #[cfg(test)]

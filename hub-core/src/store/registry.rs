@@ -54,14 +54,26 @@ pub struct Sealed {
     pub mrn: Option<String>,
 }
 
-/// An event's identity, as the hub prepared it for the registry.
+/// An event's identity, as the hub prepared it for the registry. Small on
+/// purpose: it is dropped in the store's serial stage; the event itself is
+/// read back from its body on the rare paths that need it (an alert, a
+/// routing key naming the COI).
 #[derive(Debug, Clone)]
 pub struct EventIdentity {
     pub facts: Facts,
-    /// The event as mapped, re-serialised when the registry gives it a COI.
-    pub event: TherapyEvent,
     pub sealed: Sealed,
     pub cx: Arc<RegistryContext>,
+}
+
+/// The event a prepared body holds (it was serialised from one).
+fn event_of(ev: &PreparedEvent) -> Option<TherapyEvent> {
+    match serde_json::from_str(&ev.body) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            tracing::error!(event_id = %ev.event_id, error = %e, "a prepared event's body does not parse");
+            None
+        }
+    }
 }
 
 /// A held or quarantined event, to insert.
@@ -311,15 +323,17 @@ impl Registry {
                     disagreements,
                 } => {
                     let problem = conflict_problem(reason, disagreements);
-                    let alert = alert_for(
-                        &id.event,
-                        "identity_conflict",
-                        &problem.reason,
-                        disagreements,
-                        now,
-                    );
-                    let routed = PreparedEvent::new(&alert, id.cx.router.route(&alert));
-                    self.made.push((routed, who.message_row));
+                    if let Some(about) = event_of(ev) {
+                        let alert = alert_for(
+                            &about,
+                            "identity_conflict",
+                            &problem.reason,
+                            disagreements,
+                            now,
+                        );
+                        let routed = PreparedEvent::new(&alert, id.cx.router.route(&alert));
+                        self.made.push((routed, who.message_row));
+                    }
                     for ev in evs {
                         self.holds.push(hold_row(
                             ev,
@@ -343,8 +357,7 @@ impl Registry {
                         !t.has(kind)
                             || next_state(t.state, kind) != t.state
                             || (t.name_index.is_none() && id.facts.name_index.is_some())
-                            || (t.birth_date_index.is_none()
-                                && id.facts.birth_date_index.is_some())
+                            || (t.birth_date_index.is_none() && id.facts.birth_date_index.is_some())
                     };
                     // None: under `on_unknown = "route"` an event whose COI
                     // has no order yet goes on, linked to nothing.
@@ -974,7 +987,9 @@ fn with_coi(ev: &PreparedEvent, coi: Option<String>) -> Cow<'_, PreparedEvent> {
                     });
                 }
             }
-            let mut e = id.event.clone();
+            let Some(mut e) = event_of(ev) else {
+                return Cow::Borrowed(ev);
+            };
             e.coi = Some(c);
             let dest = id.cx.router.route(&e);
             Cow::Owned(PreparedEvent::new(&e, dest))
