@@ -1,14 +1,19 @@
 //! The chain-of-identity check at intake: after mapping, before the store
 //! and routing, every event's COI is parsed with the hub's [`CoiFormats`]
-//! and replaced by its canonical form; one malformed COI fails the whole
-//! message, which is stored and dead-lettered with [`INVALID_COI`] and the
-//! reason the parser gives (answered like any other bad value: HL7 `AE`).
+//! and replaced by its canonical form, and every DIN it claims (ISBT 128
+//! Data Structure 001, its check character or flags verified) likewise; one
+//! malformed identifier fails the whole message, which is stored and
+//! dead-lettered with [`INVALID_COI`] or [`INVALID_DIN`] and the reason the
+//! parser gives (answered like any other bad value: HL7 `AE`).
 
 use crate::identity::{CoiError, CoiFormats};
 use crate::inbound::{Decoded, Problem};
 
 /// Problem code of a message whose COI is malformed.
 pub const INVALID_COI: &str = "invalid_coi";
+/// Problem code of a message whose donation identification number (an
+/// identity claim of kind `din`) is not a valid ISBT 128 DIN.
+pub const INVALID_DIN: &str = "invalid_din";
 
 /// Normalises the COI of every mapped event, or fails the message with the
 /// first COI refused. Messages that already failed are returned as they are.
@@ -17,6 +22,24 @@ pub fn normalise(formats: &CoiFormats, decoded: Decoded) -> Decoded {
         return decoded;
     };
     for ev in &mut events {
+        // A DIN is linked in its canonical form (13 characters, no flags):
+        // the same donation written with and without its check character
+        // or flags is one identifier.
+        for id in &mut ev.claims.identifiers {
+            if id.kind != crate::registry::IdKind::Din {
+                continue;
+            }
+            match crate::identity::Din::parse(&id.value) {
+                Ok(din) => id.value = din.as_str().to_string(),
+                Err(e) => {
+                    return Decoded::Failed(Problem::new(
+                        crate::error::Stage::Identity,
+                        INVALID_DIN,
+                        format!("DIN is not an ISBT 128 donation identification number: {e}"),
+                    ))
+                }
+            }
+        }
         let Some(raw) = ev.coi.as_deref() else {
             continue;
         };
@@ -137,6 +160,29 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn dins_are_linked_canonical_and_a_bad_one_fails_the_message() {
+        use crate::registry::{Claimed, IdKind};
+        // ST-001 v6.2.2 Appendix A: DIN G1234 17 654321 with Type 3 flags 70.
+        let mut ev = event(None, None);
+        ev.claims
+            .identifiers
+            .push(Claimed::new(IdKind::Din, "", "=G12341765432170"));
+        let out = events(normalise(&formats(), Decoded::Events(vec![ev.clone()])));
+        assert_eq!(out[0].claims.identifiers[0].value, "G123417654321");
+        // The same DIN with a wrong check character (A is right): refused.
+        ev.claims.identifiers[0].value = "G123417654321B".into();
+        let Decoded::Failed(p) = normalise(&formats(), Decoded::Events(vec![ev])) else {
+            panic!("a malformed DIN fails the message");
+        };
+        assert_eq!((p.code, p.stage), (INVALID_DIN, Stage::Identity));
+        assert!(
+            p.reason.starts_with("DIN is not an ISBT 128"),
+            "{}",
+            p.reason
+        );
     }
 
     #[test]

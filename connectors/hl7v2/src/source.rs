@@ -332,6 +332,7 @@ fn hl7_error_code(code: &str) -> &'static str {
         "value_not_in_map" => ack::ERR_TABLE_VALUE_NOT_FOUND,
         "bad_value"
         | hub_core::coi_check::INVALID_COI
+        | hub_core::coi_check::INVALID_DIN
         | codes::BAD_ENCODING_CHARACTERS
         | codes::BAD_CHARSET => ack::ERR_DATA_TYPE,
         codes::UNSUPPORTED_MESSAGE_TYPE => ack::ERR_UNSUPPORTED_MESSAGE_TYPE,
