@@ -86,6 +86,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     hub.set_connectors(connectors.clone());
     hub.set_coi_formats(coi_formats);
     let (phi_keys, key_file) = crate::phi::keys(&s)?;
+    let phi_fingerprint = phi_keys.index_fingerprint();
     hub.set_registry(RegistrySettings {
         rules: registry_rules,
         keys: phi_keys,
@@ -93,6 +94,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             i64::try_from(s.identity.hold_timeout_secs).unwrap_or(i64::MAX / 1000),
         ),
     });
+    let ours = phi_fingerprint;
+    let recorded = hub.store().index_key(&ours).await?;
+    if recorded != ours {
+        anyhow::bail!(
+            "cannot start: the identity registry in {} was keyed with another key (fingerprint {recorded}, this hub's is {ours}): \
+             every hub on one store needs the same identity.phi_keys, and a rotation keeps the old key with index = true (see README, \"Chain of identity\")",
+            hub_core::store::redact_url(&s.store.url)
+        );
+    }
     if let Some(f) = key_file {
         tracing::info!(file = %f.display(), "patient data in the identity registry is sealed with the key in this file");
     }

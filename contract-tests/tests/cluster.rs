@@ -23,6 +23,10 @@ const QUEUE: &str = "cgt.qc-results";
 
 /// Starts one hub per id on `db` and `amqp_url`, all at once (their
 /// migrations race, as when a cluster starts together).
+/// `[identity]` of every hub in these tests: one patient-data key for all.
+const SHARED_IDENTITY: &str = "on_unknown = \"route\"\n\
+    phi_keys = [{ id = \"ct\", key = \"0101010101010101010101010101010101010101010101010101010101010101\", current = true }]";
+
 fn start(db: &Database, amqp_url: &str, ids: &[&str]) -> Vec<Hub> {
     let store = format!(
         "url = \"{}\"\nread_connections = 4\nclaim_lease_ms = {LEASE_MS}\n",
@@ -48,6 +52,9 @@ fn start(db: &Database, amqp_url: &str, ids: &[&str]) -> Vec<Hub> {
                         routes: Some(routes),
                         config_extra: Some(extra),
                         store: Some(store),
+                        // Hubs on one store seal and hash patient data with
+                        // one key (a hub with another refuses to start).
+                        identity: Some(SHARED_IDENTITY),
                         ..Setup::default()
                     })
                 })

@@ -450,3 +450,71 @@ fn an_infusion_before_receipt_is_held_until_an_operator_releases_it_with_a_reaso
     hub.wait_delivered();
     assert!(hub.sink("results").is_empty());
 }
+
+/// A hub whose patient-data key differs from the one the store's registry
+/// was hashed with would not recognise a known MRN (and so could miss a
+/// conflict): it refuses to start, naming no key; with the right key back it
+/// starts and the therapy resolves as before.
+#[test]
+fn a_hub_with_another_patient_data_key_refuses_to_start_on_the_store() {
+    let mut hub = registry_hub("on_unknown = \"hold\"");
+    let mut ehr = Partner::connect(hub.mllp);
+    let ack = ehr.send(
+        order(
+            "ORD-1",
+            COI_A,
+            "MRN-A",
+            "SMITH^JANE",
+            "19850317",
+            "ORD-A",
+            "SPEC-A",
+        )
+        .as_bytes(),
+    );
+    assert_eq!(ack.code(), "AA", "{}", ack.0);
+    drop(ehr);
+    hub.kill();
+
+    let key_file = hub.dir.path().join("data/phi.key");
+    let ours = std::fs::read_to_string(&key_file).expect("the generated key");
+    let other = "ab".repeat(32);
+    std::fs::write(&key_file, &other).unwrap();
+    let mut child = std::process::Command::new(contract_tests::binary())
+        .args(["serve", "--config"])
+        .arg(&hub.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the hub started with another key");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success(), "{err}");
+    assert!(err.contains("was keyed with another key"), "{err}");
+    assert!(
+        !err.contains(&other) && !err.contains(ours.trim()),
+        "no key in errors: {err}"
+    );
+
+    std::fs::write(&key_file, ours).unwrap();
+    hub.restart();
+    let mut lab = Partner::connect(hub.mllp);
+    let ack = lab.send(result("RES-1", "MRN-A^^^HOSPITAL^MR", "", "", "SPEC-A").as_bytes());
+    assert_eq!(ack.code(), "AA", "{}", ack.0);
+    hub.wait_for("the result routed", || hub.sink("results").len() == 1);
+    assert_eq!(
+        hub.sink("results")[0]["coi"],
+        COI_A,
+        "its MRN hash still matches"
+    );
+}

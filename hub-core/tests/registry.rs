@@ -374,3 +374,24 @@ async fn a_coi_the_registry_fills_in_is_in_the_body_and_the_routing_key(db: &Tes
     }
     store.close().await;
 }
+
+on_both!(
+    the_first_index_key_is_the_stores_and_a_different_one_is_told,
+    the_first_index_key_is_the_stores_and_a_different_one_is_told_sqlite,
+    the_first_index_key_is_the_stores_and_a_different_one_is_told_postgres
+);
+
+async fn the_first_index_key_is_the_stores_and_a_different_one_is_told(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let (a, b) = (PhiKeys::ephemeral(), PhiKeys::ephemeral());
+    assert_ne!(a.index_fingerprint(), b.index_fingerprint());
+    let fa = a.index_fingerprint();
+    assert_eq!(store.index_key(&fa).await.unwrap(), fa, "recorded");
+    assert_eq!(store.index_key(&fa).await.unwrap(), fa, "the same again");
+    assert_eq!(
+        store.index_key(&b.index_fingerprint()).await.unwrap(),
+        fa,
+        "another key gets the recorded one back"
+    );
+    store.close().await;
+}

@@ -77,3 +77,13 @@ CREATE TABLE hold_keys (
     hold_id BIGINT NOT NULL REFERENCES holds (id),
     PRIMARY KEY (key, hold_id)
 );
+
+-- Which key the registry's keyed hashes were made with (a fingerprint: an
+-- HMAC of a fixed label, revealing nothing of the key). Every hub on this
+-- store must hash with the same key, or one patient's MRN would look like
+-- two: a hub whose key differs refuses to start.
+CREATE TABLE registry_keys (
+    id          INTEGER PRIMARY KEY CHECK (id = 1),
+    fingerprint TEXT    NOT NULL,
+    created_at  TEXT    NOT NULL
+);

@@ -343,6 +343,13 @@ impl PhiKeys {
     /// value, to find equal values without decrypting. Keyed so that a
     /// leaked table cannot be reversed by hashing every plausible birth
     /// date; see [`PhiKeys`] on rotation.
+    /// Names the key blind indexes are made with, without revealing it (a
+    /// blind index of a fixed label): stores record it, so that hubs whose
+    /// hashes would not match are told before they link anything.
+    pub fn index_fingerprint(&self) -> String {
+        self.blind_index("cgthub index key fingerprint v1")[..16].to_string()
+    }
+
     pub fn blind_index(&self, normalised: &str) -> String {
         let mut mac = self.index.clone();
         mac.update(normalised.as_bytes());

@@ -21,7 +21,7 @@ use super::insert::{self, DeadRow, EventRow};
 use super::ops::{mismatch, Answer, Request};
 use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
 use super::registry::{Asserter, EventIdentity, Judged, Registry};
-use super::{broker, dlq_write, holds, time, StoreError};
+use super::{broker, dlq_write, holds, registry, time, StoreError};
 use crate::error::{ErrorClass, Stage};
 use crate::inbound::{Outcome, Problem, Receipt};
 
@@ -155,6 +155,9 @@ pub(crate) async fn apply(
                 reason,
             } => holds::reject(conn, &mut b, *hold, actor, reason).await?,
             Request::ExpireHolds { cx, limit } => holds::expire(conn, &mut b, cx, *limit).await?,
+            Request::IndexKey(fingerprint) => {
+                registry::index_key(conn, fingerprint, &b.now).await?
+            }
         });
     }
 

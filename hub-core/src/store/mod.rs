@@ -475,6 +475,17 @@ impl Store {
         Answer::hold(self.call(req).await, "reject_hold")
     }
 
+    /// Records `fingerprint` (see `PhiKeys::index_fingerprint`) as the key
+    /// this store's registry hashes with, unless one is recorded already;
+    /// returns the recorded one. A hub whose fingerprint differs must not
+    /// start: its MRN and demographic hashes would not match the registry's.
+    pub async fn index_key(&self, fingerprint: &str) -> Result<String, StoreError> {
+        Answer::text(
+            self.call(Request::IndexKey(fingerprint.to_string())).await,
+            "index_key",
+        )
+    }
+
     /// Expires up to `limit` holds past their deadline into dead letters
     /// with an alert each; returns how many.
     pub async fn expire_holds(

@@ -68,6 +68,9 @@ pub(crate) enum Request {
         actor: String,
         reason: String,
     },
+    /// Records the registry's index key fingerprint, or answers the one
+    /// recorded before (`Answer::Text`).
+    IndexKey(String),
     /// Holds past their deadline become dead letters (at most `limit`).
     ExpireHolds {
         cx: Arc<RegistryContext>,
@@ -92,6 +95,7 @@ impl Request {
             Request::ReleaseHold { .. } => "release_hold",
             Request::RejectHold { .. } => "reject_hold",
             Request::ExpireHolds { .. } => "expire_holds",
+            Request::IndexKey(_) => "index_key",
         }
     }
 
@@ -116,6 +120,7 @@ impl Request {
                 format!("hold {hold}")
             }
             Request::ExpireHolds { .. } => "due holds".into(),
+            Request::IndexKey(_) => "the registry's index key".into(),
             Request::BrokerDead(d) => format!(
                 "broker dead letter {} from queue {}",
                 d.message_id.as_deref().unwrap_or("(no message id)"),
@@ -142,6 +147,7 @@ pub(crate) enum Answer {
     Id(i64),
     Dlq(DlqOutcome),
     Hold(HoldAction),
+    Text(String),
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Answer, StoreError>>;
@@ -191,6 +197,16 @@ impl Answer {
     pub(crate) fn id(r: Result<Answer, StoreError>, op: &'static str) -> Result<i64, StoreError> {
         match r? {
             Answer::Id(id) => Ok(id),
+            _ => Err(mismatch(op)),
+        }
+    }
+
+    pub(crate) fn text(
+        r: Result<Answer, StoreError>,
+        op: &'static str,
+    ) -> Result<String, StoreError> {
+        match r? {
+            Answer::Text(t) => Ok(t),
             _ => Err(mismatch(op)),
         }
     }

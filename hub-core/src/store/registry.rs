@@ -1102,3 +1102,28 @@ pub(crate) fn alert_for(
         claims: Default::default(),
     }
 }
+
+/// The index key fingerprint this store's registry was hashed with: the
+/// first hub records its own; later ones get the recorded one back.
+pub(crate) async fn index_key(
+    conn: &mut Conn,
+    fingerprint: &str,
+    now: &str,
+) -> Result<Result<super::ops::Answer, super::StoreError>, sqlx::Error> {
+    on_db!(&mut *conn, |c| {
+        sqlx::query(
+        "INSERT INTO registry_keys (id, fingerprint, created_at) VALUES (1, $1, $2) ON CONFLICT DO NOTHING"
+    )
+    .bind(fingerprint)
+    .bind(now)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    let recorded: String = on_db!(&mut *conn, |c| sqlx::query_scalar(
+        "SELECT fingerprint FROM registry_keys WHERE id = 1"
+    )
+    .fetch_one(c)
+    .await)?;
+    Ok(Ok(super::ops::Answer::Text(recorded)))
+}
