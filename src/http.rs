@@ -80,6 +80,13 @@ fn store_problem(e: StoreError) -> Response {
 /// `degraded` while a linked system (a broker) is down; events wait in the
 /// outbox meanwhile.
 async fn healthz(State(hub): State<Hub>) -> Response {
+    if !hub.store().writer_running() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "store": "the store's writer stopped: nothing can be stored; restart the hub"})),
+        )
+            .into_response();
+    }
     match hub.store().outbox_depth(Utc::now()).await {
         Ok(stats) => {
             let components = hub.component_health();

@@ -480,3 +480,20 @@ async fn several_write_connections_keep_dedup_and_the_audit_chain_postgres() {
     assert_eq!(check.records, N as u64);
     store.close().await;
 }
+
+on_both!(
+    the_writer_reports_itself_stopped_once_closed,
+    the_writer_reports_itself_stopped_once_closed_sqlite,
+    the_writer_reports_itself_stopped_once_closed_postgres
+);
+
+/// What `/healthz` reads: a writer that ended (a close here; a bug in
+/// production) is reported, and writes are refused rather than lost.
+async fn the_writer_reports_itself_stopped_once_closed(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    assert!(store.writer_running());
+    store.close().await;
+    assert!(!store.writer_running());
+    let err = store.intake(routed("ACME", "M-late", &["jsonl"])).await;
+    assert!(err.is_err(), "no write after the writer stopped: {err:?}");
+}

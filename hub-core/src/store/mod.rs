@@ -187,13 +187,28 @@ impl Store {
             closing: None,
             committers,
         };
-        tokio::spawn(writer.run());
+        let task = tokio::spawn(writer.run());
+        tokio::spawn(async move {
+            // A bug in the writer ends it: say so loudly; every write then
+            // fails (no ACK, partners resend) and /healthz reports it.
+            if let Err(e) = task.await {
+                if e.is_panic() {
+                    tracing::error!("the store's writer stopped on a bug (panic): nothing can be stored until the hub is restarted");
+                }
+            }
+        });
         tracing::info!(url = %connect::redact(&opts.url), batch_max, instance = %opts.instance_id, "store open");
         Ok(Store {
             tx,
             pool: conns.readers,
             claims: Arc::new(query::Claims::new(&opts)),
         })
+    }
+
+    /// Whether the writer task still takes writes (false once it stopped,
+    /// after a close or on a bug).
+    pub fn writer_running(&self) -> bool {
+        !self.tx.is_closed()
     }
 
     /// Makes one inbound message and its outcome durable. Returns after the
