@@ -216,8 +216,18 @@ impl Default for IdentityConfig {
 }
 
 impl IdentityConfig {
+    /// The longest `hold_timeout_secs` taken (90 days).
+    pub const MAX_HOLD_TIMEOUT_SECS: u64 = 90 * 24 * 3600;
+
     /// The sequence rules in force; an unknown kind is an error naming it.
     pub fn rules(&self) -> Result<Rules, String> {
+        if !(1..=Self::MAX_HOLD_TIMEOUT_SECS).contains(&self.hold_timeout_secs) {
+            return Err(format!(
+                "identity.hold_timeout_secs = {}: must be from 1 to {} (90 days)",
+                self.hold_timeout_secs,
+                Self::MAX_HOLD_TIMEOUT_SECS
+            ));
+        }
         let sequence = match &self.sequence {
             None => hub_core::registry::default_sequence(),
             Some(s) => {
@@ -343,6 +353,22 @@ mod tests {
         assert_eq!(s.mllp.addr.port(), 2575);
         assert_eq!(s.store.url, "sqlite://data/cgthub.db");
         assert!(!s.sinks.is_empty(), "the default routes need sinks");
+    }
+
+    #[test]
+    fn a_hold_timeout_out_of_range_is_refused_with_its_key() {
+        for bad in ["0", "7776001", "18446744073709551615"] {
+            let s: Settings = toml::from_str(&format!("[identity]\nhold_timeout_secs = {bad}\n"))
+                .unwrap_or_else(|_| Settings::default());
+            if let Err(e) = s.identity.rules() {
+                assert!(e.contains("identity.hold_timeout_secs"), "{e}");
+            } else {
+                // u64::MAX does not fit TOML's i64: refused while parsing.
+                assert_eq!(bad, "18446744073709551615");
+            }
+        }
+        let s: Settings = toml::from_str("[identity]\nhold_timeout_secs = 3600\n").unwrap();
+        assert!(s.identity.rules().is_ok());
     }
 
     #[test]

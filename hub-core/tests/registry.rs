@@ -395,3 +395,161 @@ async fn the_first_index_key_is_the_stores_and_a_different_one_is_told(db: &Test
     );
     store.close().await;
 }
+
+/// Two hubs on one PostgreSQL: results held on one while their orders link
+/// the specimens on the other, at the same moment. No result may be left
+/// waiting for a link that has already come.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_on_one_hub_releases_a_hold_being_made_on_another_postgres() {
+    let db = TestDb::postgres().await;
+    let keys = PhiKeys::ephemeral();
+    let lease = std::time::Duration::from_secs(60);
+    let store_a = Store::open(db.instance("a", lease)).await.unwrap();
+    let a = hub(store_a.clone(), keys.clone());
+    let b = hub(Store::open(db.instance("b", lease)).await.unwrap(), keys);
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let specimen = format!("S-{i}");
+        let (a, b, s2) = (a.clone(), b.clone(), specimen.clone());
+        tasks.push(tokio::spawn(async move {
+            send(&a, &format!("R-{s2}"), result(&s2)).await;
+        }));
+        tasks.push(tokio::spawn(async move {
+            let coi = format!("CHW0001262{i:05}");
+            send(
+                &b,
+                &format!("O-{specimen}"),
+                order(&coi, &specimen, &format!("M-{i}")),
+            )
+            .await;
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let held = store_a.holds(&HoldFilter::default()).await.unwrap();
+    let waiting: Vec<_> = held
+        .iter()
+        .filter_map(|h| h.message_id.as_deref())
+        .collect();
+    assert!(
+        held.is_empty(),
+        "{} result(s) left waiting: {waiting:?}",
+        held.len()
+    );
+    let results = store_a
+        .events(&hub_core::store::EventFilter {
+            kind: Some("qc.result_reported".into()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(results.len(), 60, "every result routed");
+    assert!(results.iter().all(|e| e.coi.is_some()), "each with its COI");
+}
+
+async fn held(store: &Store, state: &str) -> Vec<hub_core::store::HoldInfo> {
+    store
+        .holds(&HoldFilter {
+            state: Some(state.into()),
+            ..HoldFilter::default()
+        })
+        .await
+        .unwrap()
+}
+
+async fn results(store: &Store) -> Vec<hub_core::store::StoredEvent> {
+    store
+        .events(&hub_core::store::EventFilter {
+            kind: Some("qc.result_reported".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+}
+
+on_both!(
+    a_release_checks_the_demographics_the_held_event_stated,
+    a_release_checks_the_demographics_the_held_event_stated_sqlite,
+    a_release_checks_the_demographics_the_held_event_stated_postgres
+);
+
+/// A result held before its order is judged again on release, demographics
+/// included: another patient's name and birth date quarantine it.
+async fn a_release_checks_the_demographics_the_held_event_stated(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let hub = hub(store.clone(), PhiKeys::ephemeral());
+    let mut ev = result("S-9");
+    ev.claims.name = Some("DOE^JOHN".into());
+    ev.claims.birth_date = Some("19600101".into());
+    let r = send(&hub, "R-1", ev).await;
+    assert_eq!(r.held, 1);
+    // The order is SMITH^JANE's (see `order`).
+    send(&hub, "O-1", order(COI_A, "S-9", "M-A")).await;
+    assert!(
+        results(&store).await.is_empty(),
+        "never routed under her COI"
+    );
+    let q = held(&store, "quarantined").await;
+    assert_eq!(q.len(), 1, "quarantined on release");
+    assert!(
+        q[0].resolution
+            .as_deref()
+            .unwrap_or_default()
+            .contains("name"),
+        "{q:?}"
+    );
+    store.close().await;
+}
+
+on_both!(
+    a_result_naming_only_its_coi_is_released_by_its_order,
+    a_result_naming_only_its_coi_is_released_by_its_order_sqlite,
+    a_result_naming_only_its_coi_is_released_by_its_order_postgres
+);
+
+async fn a_result_naming_only_its_coi_is_released_by_its_order(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let hub = hub(store.clone(), PhiKeys::ephemeral());
+    let mut ev = result("unused");
+    ev.claims.identifiers.clear();
+    ev.coi = Some(COI_A.into());
+    assert_eq!(send(&hub, "R-1", ev).await.held, 1, "no order for it yet");
+    send(&hub, "O-1", order(COI_A, "S-1", "M-A")).await;
+    let routed = results(&store).await;
+    assert_eq!(routed.len(), 1, "released by its order");
+    assert_eq!(routed[0].coi.as_deref(), Some(COI_A));
+    store.close().await;
+}
+
+on_both!(
+    a_rejected_hold_is_not_released_by_a_later_link,
+    a_rejected_hold_is_not_released_by_a_later_link_sqlite,
+    a_rejected_hold_is_not_released_by_a_later_link_postgres
+);
+
+async fn a_rejected_hold_is_not_released_by_a_later_link(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let hub = hub(store.clone(), PhiKeys::ephemeral());
+    send(&hub, "R-1", result("S-5")).await;
+    let h = held(&store, "held").await;
+    assert_eq!(h.len(), 1);
+    let done = hub.reject_hold(h[0].id, "qa-1", "wrong lab").await.unwrap();
+    assert_eq!(done, hub_core::store::HoldAction::Rejected);
+    send(&hub, "O-1", order(COI_A, "S-5", "M-A")).await;
+    assert!(
+        results(&store).await.is_empty(),
+        "a rejected event never goes on"
+    );
+    assert_eq!(held(&store, "rejected").await.len(), 1);
+    let again = hub
+        .release_hold(h[0].id, "qa-1", "changed my mind")
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, hub_core::store::HoldAction::Refused { .. }),
+        "{again:?}"
+    );
+    store.close().await;
+}

@@ -58,8 +58,14 @@ CREATE TABLE holds (
     -- unknown_identifiers, out_of_sequence, identity_conflict
     reason      TEXT    NOT NULL,
     detail      TEXT    NOT NULL,
-    -- JSON array of the event's registry keys (re-evaluation when one is linked).
+    -- JSON array of the event's registry keys (re-evaluation when one is
+    -- linked); "coi||<COI>" stands for its own COI, linked when its order
+    -- registers it.
     keys        TEXT    NOT NULL,
+    -- Keyed hashes of the name and birth date it states, checked again on
+    -- release.
+    name_index  TEXT,
+    birth_date_index TEXT,
     state       TEXT    NOT NULL
         CHECK (state IN ('held', 'released', 'rejected', 'expired', 'quarantined')),
     deadline    TEXT,

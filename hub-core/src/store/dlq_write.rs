@@ -240,6 +240,23 @@ pub(crate) async fn replay_message<'a>(
     let row = st.message_row;
     let problem = match outcome {
         IntakeOutcome::Events(evs) => 'events: {
+            // Claimed first: a message that is no longer dead (replayed by
+            // another dead letter of it, resent) is refused before the
+            // registry decides anything for it.
+            let done = on_db!(&mut *conn, |c| sqlx::query(
+                "UPDATE messages SET status = 'routed', error_code = NULL, error = NULL, \
+                 stage = NULL, updated_at = $1 WHERE id = $2 AND status IN ('dead', 'rejected')",
+            )
+            .bind(&now)
+            .bind(row)
+            .execute(c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            if done == 0 {
+                return answer(DlqOutcome::refused(format!(
+                    "message {row} is no longer dead"
+                )));
+            }
             // Judged by the identity registry like a new message: a
             // conflict fails the replay, held events wait.
             let pass: Vec<Cow<'a, PreparedEvent>> = if evs.iter().any(|e| e.identity.is_some()) {
@@ -260,20 +277,6 @@ pub(crate) async fn replay_message<'a>(
             } else {
                 evs.iter().map(Cow::Borrowed).collect()
             };
-            let done = on_db!(&mut *conn, |c| sqlx::query(
-                "UPDATE messages SET status = 'routed', error_code = NULL, error = NULL, \
-                 stage = NULL, updated_at = $1 WHERE id = $2 AND status IN ('dead', 'rejected')",
-            )
-            .bind(&now)
-            .bind(row)
-            .execute(c)
-            .await
-            .map(|r| r.rows_affected()))?;
-            if done == 0 {
-                return answer(DlqOutcome::refused(format!(
-                    "message {row} is no longer dead"
-                )));
-            }
             let mut sinks: Vec<String> = Vec::new();
             let mut unmatched = 0usize;
             let stored = pass.len();

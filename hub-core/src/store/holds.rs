@@ -428,6 +428,9 @@ pub(crate) async fn release<'a>(
     Ok(Ok(Answer::Hold(match done? {
         "released" => HoldAction::Released,
         "quarantined" => HoldAction::Quarantined,
+        "settled" => HoldAction::Refused {
+            reason: "it was settled meanwhile".into(),
+        },
         _ => HoldAction::StillHeld {
             reason: "its identifiers are still not linked to a registered therapy".into(),
         },
@@ -448,7 +451,11 @@ pub(crate) async fn reject<'a>(
     if h.state != "held" {
         return Ok(Ok(Answer::Hold(not_open(&h))));
     }
-    close(conn, &h, "rejected", actor, reason, &b.now).await?;
+    if !close(conn, &h, "rejected", actor, reason, &b.now).await? {
+        return Ok(Ok(Answer::Hold(HoldAction::Refused {
+            reason: format!("hold {} was settled meanwhile", h.id),
+        })));
+    }
     b.append_audit(AuditDraft::new(
         actor,
         "hold.rejected",
@@ -467,9 +474,12 @@ async fn close(
     actor: &str,
     resolution: &str,
     now: &str,
-) -> Result<(), sqlx::Error> {
-    set_hold_state(conn, h.id, state, actor, Some(resolution), now).await?;
-    set_message_routed_if_done(conn, h.message_row, now).await
+) -> Result<bool, sqlx::Error> {
+    if !set_hold_state(conn, h.id, state, actor, Some(resolution), now).await? {
+        return Ok(false);
+    }
+    set_message_routed_if_done(conn, h.message_row, now).await?;
+    Ok(true)
 }
 
 /// Holds whose identity never became known by their deadline: each one
@@ -502,7 +512,7 @@ pub(crate) async fn expire<'a>(
             continue;
         };
         let reason = format!("identity not settled in time: {detail}");
-        set_hold_state(
+        if !set_hold_state(
             conn,
             h.id,
             "expired",
@@ -510,7 +520,10 @@ pub(crate) async fn expire<'a>(
             Some(&reason),
             &b.now,
         )
-        .await?;
+        .await?
+        {
+            continue;
+        }
         let dl = b.dead_letter_id(conn).await?;
         let first = match on_db!(&mut *conn, |c| {
             sqlx::query_scalar::<_, String>("SELECT created_at FROM holds WHERE id = $1")

@@ -90,6 +90,8 @@ pub(crate) struct HoldRow {
     pub reason: &'static str,
     pub detail: String,
     pub keys: Vec<String>,
+    pub name_index: Option<String>,
+    pub birth_date_index: Option<String>,
     pub state: &'static str,
     pub deadline: Option<String>,
 }
@@ -194,6 +196,8 @@ impl Registry {
             .filter(|k| !self.links.contains_key(*k))
             .collect();
         let keys: Vec<&str> = keys.into_iter().collect();
+        let cois: Vec<&str> = cois.into_iter().collect();
+        lock_keys(conn, &keys, &cois).await?;
         for chunk in keys.chunks(IN_CHUNK) {
             let rows: Vec<(String, String, String, Option<String>, String)> = on_db!(
                 &mut *conn,
@@ -224,7 +228,7 @@ impl Registry {
                 );
             }
         }
-        let mut want: BTreeSet<String> = cois.into_iter().map(str::to_string).collect();
+        let mut want: BTreeSet<String> = cois.iter().map(|c| c.to_string()).collect();
         for k in &keys {
             if let Some(Some(l)) = self.links.get(*k) {
                 want.insert(l.coi.clone());
@@ -419,6 +423,8 @@ impl Registry {
             ..
         } = overlay;
         for (ev, coi) in creates {
+            // Events held for this COI's order wake up.
+            self.linked_now.push(coi_key(&coi));
             self.new_therapies.push(NewTherapy {
                 coi: coi.clone(),
                 product: ev.product.clone(),
@@ -559,15 +565,18 @@ impl Registry {
         let facts = Facts {
             kind: event.kind().as_str(),
             coi: event.coi.clone(),
+            // The COI's own hold key is no identifier to link.
             keys: keys
                 .iter()
+                .filter(|k| !k.starts_with("coi||"))
                 .map(|k| crate::registry::EventKey {
                     key: k.clone(),
                     claimed: claimed_of_key(k),
                 })
                 .collect(),
-            name_index: None,
-            birth_date_index: None,
+            // Checked again: a release must not skip the demographics.
+            name_index: h.name_index.clone(),
+            birth_date_index: h.birth_date_index.clone(),
         };
         let mut verdict = judge(&cx.rules, self, &facts);
         // An operator releasing an out-of-sequence hold overrides the
@@ -591,6 +600,11 @@ impl Registry {
                 let Some(coi) = coi else {
                     return Ok("held");
                 };
+                // Settled first, and only if still held: another instance (or
+                // an operator, or the clock) may have settled it meanwhile.
+                if !set_hold_state(conn, h.id, "released", actor, operator_reason, &b.now).await? {
+                    return Ok("settled");
+                }
                 let who = Asserter {
                     by: format!("{}/{}", event.source.connector, event.source.partner),
                     message_id: event.source.message_id.as_deref(),
@@ -605,7 +619,6 @@ impl Registry {
                     ev: Cow::Owned(PreparedEvent::new(&ev, dest)),
                     message_row: h.message_row,
                 });
-                set_hold_state(conn, h.id, "released", actor, operator_reason, &b.now).await?;
                 set_message_routed_if_done(conn, h.message_row, &b.now).await?;
                 b.append_audit(AuditDraft::new(
                     actor,
@@ -621,6 +634,18 @@ impl Registry {
                 disagreements,
             } => {
                 let problem = conflict_problem(&reason, &disagreements);
+                if !set_hold_state(
+                    conn,
+                    h.id,
+                    "quarantined",
+                    actor,
+                    Some(&problem.reason),
+                    &b.now,
+                )
+                .await?
+                {
+                    return Ok("settled");
+                }
                 let alert = alert_for(
                     &event,
                     "identity_conflict",
@@ -633,15 +658,6 @@ impl Registry {
                     ev: Cow::Owned(PreparedEvent::new(&alert, cx.router.route(&alert))),
                     message_row: h.message_row,
                 });
-                set_hold_state(
-                    conn,
-                    h.id,
-                    "quarantined",
-                    actor,
-                    Some(&problem.reason),
-                    &b.now,
-                )
-                .await?;
                 b.append_audit(AuditDraft::new(
                     actor,
                     "hold.quarantined",
@@ -658,7 +674,8 @@ impl Registry {
                     };
                     on_db!(&mut *conn, |c| {
                         sqlx::query(
-                        "UPDATE holds SET reason = $1, detail = $2, coi = $3, deadline = NULL, updated_at = $4 WHERE id = $5"
+                        "UPDATE holds SET reason = $1, detail = $2, coi = $3, deadline = NULL, updated_at = $4 \
+                         WHERE id = $5 AND state = 'held'"
                     )
                     .bind(reason.code())
                     .bind(detail)
@@ -802,8 +819,9 @@ impl Registry {
                 on_db!(&mut *conn, |c| {
                     sqlx::query(
                     "INSERT INTO holds (id, event_id, message_row, kind, coi, order_id, product, occurred_at, \
-                     recorded_at, body, reason, detail, keys, state, deadline, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16)"
+                     recorded_at, body, reason, detail, keys, state, deadline, created_at, updated_at, \
+                     name_index, birth_date_index) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $16, $17, $18)"
                 )
                 .bind(*id)
                 .bind(&h.event_id)
@@ -821,6 +839,8 @@ impl Registry {
                 .bind(h.state)
                 .bind(h.deadline.as_deref())
                 .bind(now)
+                .bind(h.name_index.as_deref())
+                .bind(h.birth_date_index.as_deref())
                 .execute(c)
             .await
             .map(|r| r.rows_affected())
@@ -884,7 +904,7 @@ impl Registry {
 
 /// The columns of a stored hold, as [`StoredHold`] reads them.
 pub(crate) const HOLD_COLUMNS: &str =
-    "h.id, h.event_id, h.message_row, h.coi, h.body, h.reason, h.keys, h.state";
+    "h.id, h.event_id, h.message_row, h.coi, h.body, h.reason, h.keys, h.state, h.name_index, h.birth_date_index";
 
 /// A hold as stored, for re-evaluation and operator actions.
 #[derive(Debug, sqlx::FromRow)]
@@ -897,10 +917,14 @@ pub(crate) struct StoredHold {
     pub reason: String,
     pub keys: String,
     pub state: String,
+    pub name_index: Option<String>,
+    pub birth_date_index: Option<String>,
 }
 
-/// Settles a hold (released, rejected, expired, quarantined): it waits on
-/// no key any more.
+/// Settles a hold (released, rejected, expired, quarantined) if it is
+/// still held: it waits on no key any more. False when it was settled
+/// already (by another instance, an operator or the clock, whose
+/// transaction this one waited for): the caller does nothing then.
 pub(crate) async fn set_hold_state(
     conn: &mut Conn,
     id: i64,
@@ -908,20 +932,24 @@ pub(crate) async fn set_hold_state(
     actor: &str,
     resolution: Option<&str>,
     now: &str,
-) -> Result<(), sqlx::Error> {
-    on_db!(&mut *conn, |c| {
+) -> Result<bool, sqlx::Error> {
+    let settled = on_db!(&mut *conn, |c| {
         sqlx::query(
-        "UPDATE holds SET state = $1, resolved_by = $2, resolution = $3, updated_at = $4 WHERE id = $5"
-    )
-    .bind(state)
-    .bind(actor)
-    .bind(resolution)
-    .bind(now)
-    .bind(id)
-    .execute(c)
-            .await
-            .map(|r| r.rows_affected())
+            "UPDATE holds SET state = $1, resolved_by = $2, resolution = $3, updated_at = $4 \
+         WHERE id = $5 AND state = 'held'",
+        )
+        .bind(state)
+        .bind(actor)
+        .bind(resolution)
+        .bind(now)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|r| r.rows_affected())
     })?;
+    if settled == 0 {
+        return Ok(false);
+    }
     on_db!(&mut *conn, |c| sqlx::query(
         "DELETE FROM hold_keys WHERE hold_id = $1"
     )
@@ -929,7 +957,7 @@ pub(crate) async fn set_hold_state(
     .execute(c)
     .await
     .map(|r| r.rows_affected()))?;
-    Ok(())
+    Ok(true)
 }
 
 /// A message whose last held event went on is `routed`.
@@ -1021,11 +1049,29 @@ fn hold_row(
         keys: ev
             .identity
             .as_deref()
-            .map(|i| i.facts.keys.iter().map(|k| k.key.clone()).collect())
+            .map(|i| {
+                let mut keys: Vec<String> = i.facts.keys.iter().map(|k| k.key.clone()).collect();
+                keys.extend(i.facts.coi.as_deref().map(coi_key));
+                keys
+            })
             .unwrap_or_default(),
+        name_index: ev
+            .identity
+            .as_deref()
+            .and_then(|i| i.facts.name_index.clone()),
+        birth_date_index: ev
+            .identity
+            .as_deref()
+            .and_then(|i| i.facts.birth_date_index.clone()),
         state,
         deadline,
     }
+}
+
+/// The hold key that stands for a COI: "linked" when the COI's order
+/// registers it, so an event that named only its COI is released then.
+pub(crate) fn coi_key(coi: &str) -> String {
+    format!("coi||{coi}")
 }
 
 fn unknown_detail(id: &EventIdentity) -> String {
@@ -1039,7 +1085,8 @@ fn unknown_detail(id: &EventIdentity) -> String {
 
 fn deadline(now: &str, timeout: chrono::Duration) -> String {
     let now: DateTime<Utc> = time::parse("holds", now).unwrap_or_else(|_| Utc::now());
-    time::fmt(now + timeout)
+    // `serve` bounds the timeout; no overflow may stop the writer anyway.
+    time::fmt(now.checked_add_signed(timeout).unwrap_or(now))
 }
 
 fn conflict_problem(reason: &str, disagreements: &[Disagreement]) -> Problem {
@@ -1126,4 +1173,34 @@ pub(crate) async fn index_key(
     .fetch_one(c)
     .await)?;
     Ok(Ok(super::ops::Answer::Text(recorded)))
+}
+
+/// PostgreSQL: takes a transaction-scoped advisory lock per key (and per
+/// COI, as its hold key) before reading it, so that two instances deciding
+/// about one identifier take turns: one holding an event for a specimen
+/// while the other links that specimen would otherwise each miss the
+/// other's uncommitted row, and the hold would wait for a link that has
+/// already come. SQLite's single writer needs none.
+async fn lock_keys(conn: &mut Conn, keys: &[&str], cois: &[&str]) -> Result<(), sqlx::Error> {
+    let super::db::Db::Pg(c) = conn else {
+        return Ok(());
+    };
+    let names: Vec<String> = keys
+        .iter()
+        .map(|k| k.to_string())
+        .chain(cois.iter().map(|c| coi_key(c)))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    // In one order everywhere (by hash), so that two batches cannot wait
+    // on each other; a deadlock all the same is retried by the writer.
+    sqlx::query(
+        "SELECT COUNT(pg_advisory_xact_lock(h)) FROM \
+         (SELECT DISTINCT hashtextextended(k, 5) AS h FROM unnest($1::text[]) AS k ORDER BY 1) s",
+    )
+    .bind(&names)
+    .execute(&mut *c)
+    .await?;
+    Ok(())
 }
