@@ -562,6 +562,9 @@ pub struct AlertLink {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PatientUpdated {
+    /// Identifiers that are not patient data (the COI); the MRN stays in
+    /// the identity registry, which gives the event its COI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub patient_ids: Vec<Identifier>,
     /// The source's trigger (HL7 EVN-1 / MSH-9.2), e.g. `A08`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
