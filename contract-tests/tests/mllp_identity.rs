@@ -230,7 +230,10 @@ fn results_take_the_order_coi_conflicts_stop_and_late_links_release_holds() {
             )
         })
         .collect();
-    assert!(linked.contains(&("specimen SPEC-A", COI_A)), "{linked:?}");
+    assert!(
+        linked.contains(&("specimen SPEC-A (LAB)", COI_A)),
+        "{linked:?}"
+    );
     assert!(linked.contains(&("mrn … (HOSPITAL)", COI_B)), "{linked:?}");
     assert!(
         !alerts[0].to_string().contains("MRN-B"),
