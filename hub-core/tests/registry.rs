@@ -500,6 +500,15 @@ async fn a_release_checks_the_demographics_the_held_event_stated(db: &TestDb) {
             .contains("name"),
         "{q:?}"
     );
+    // Not left 'held' with nothing held: dead, with a dead letter to act on.
+    let msg = store.message(q[0].message_row).await.unwrap().unwrap();
+    assert_eq!(msg.status.as_str(), "dead");
+    let dead = store.dead_letters(10).await.unwrap();
+    assert!(
+        dead.iter()
+            .any(|d| d.code == IDENTITY_CONFLICT && d.message_row == q[0].message_row),
+        "{dead:?}"
+    );
     store.close().await;
 }
 

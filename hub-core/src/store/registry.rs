@@ -20,7 +20,7 @@ use sqlx::QueryBuilder;
 use super::audit::AuditDraft;
 use super::batch::{Batch, SYSTEM};
 use super::db::{self, on_db, Conn};
-use super::insert::EventRow;
+use super::insert::{DeadRow, EventRow};
 use super::records::PreparedEvent;
 use super::time;
 use crate::error::Stage;
@@ -658,11 +658,48 @@ impl Registry {
                     ev: Cow::Owned(PreparedEvent::new(&alert, cx.router.route(&alert))),
                     message_row: h.message_row,
                 });
+                // Like a conflict at intake: a dead letter an operator sees,
+                // and the message done (dead when nothing of it went on).
+                let dl = b.dead_letter_id(conn).await?;
+                b.dead.push(DeadRow {
+                    id: dl,
+                    message_row: h.message_row,
+                    event_id: None,
+                    outbox_id: None,
+                    route: None,
+                    sink: None,
+                    routing_key: None,
+                    coi: h.coi.clone(),
+                    stage: Stage::Identity.as_str(),
+                    class: crate::error::ErrorClass::Permanent,
+                    code: IDENTITY_CONFLICT,
+                    reason: Cow::Owned(problem.reason.clone()),
+                    attempts: 1,
+                    first_attempt_at: b.now.clone(),
+                    broker_key: None,
+                });
+                on_db!(&mut *conn, |c| {
+                    sqlx::query(
+                    "UPDATE messages SET status = 'dead', error_code = $1, error = $2, stage = $3, updated_at = $4 \
+                     WHERE id = $5 AND status = 'held' \
+                     AND NOT EXISTS (SELECT 1 FROM holds WHERE message_row = $5 AND state = 'held') \
+                     AND NOT EXISTS (SELECT 1 FROM events WHERE message_row = $5)"
+                )
+                .bind(IDENTITY_CONFLICT)
+                .bind(&problem.reason)
+                .bind(Stage::Identity.as_str())
+                .bind(&b.now)
+                .bind(h.message_row)
+                .execute(c)
+                .await
+                .map(|r| r.rows_affected())
+                })?;
+                set_message_routed_if_done(conn, h.message_row, &b.now).await?;
                 b.append_audit(AuditDraft::new(
                     actor,
                     "hold.quarantined",
                     format!("hold:{}", h.id),
-                    &json!({"event_id": h.event_id, "reason": reason}),
+                    &json!({"event_id": h.event_id, "reason": reason, "dead_letter": dl}),
                 ));
                 Ok("quarantined")
             }
