@@ -229,6 +229,10 @@ fn shown_key(key: &str) -> String {
         parts.next().unwrap_or_default(),
         parts.next().unwrap_or_default(),
     );
+    if kind == "coi" {
+        // Not an identifier: the hold waits for this COI's order.
+        return format!("the order of COI {value}");
+    }
     let value = if kind == "mrn" { "…" } else { value };
     if authority.is_empty() {
         format!("{kind} {value}")
@@ -586,4 +590,20 @@ pub(crate) async fn expire<'a>(
         n += 1;
     }
     Ok(Ok(Answer::Id(n)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shown_key;
+
+    #[test]
+    fn operators_see_identifiers_never_an_mrn_hash() {
+        assert_eq!(shown_key("specimen|LAB|S-1"), "specimen S-1 (LAB)");
+        assert_eq!(shown_key("order||O-1"), "order O-1");
+        assert_eq!(shown_key("mrn|HOSP|9f86d081884c7d65"), "mrn … (HOSP)");
+        assert_eq!(
+            shown_key("coi||CHW000126000001"),
+            "the order of COI CHW000126000001"
+        );
+    }
 }

@@ -744,6 +744,13 @@ impl Registry {
                 t.milestones.push(facts.kind.to_string());
             }
             t.state = next_state(t.state, facts.kind);
+            // As at intake: what the released event stated checks later ones.
+            if t.name_index.is_none() {
+                t.name_index = facts.name_index.clone();
+            }
+            if t.birth_date_index.is_none() {
+                t.birth_date_index = facts.birth_date_index.clone();
+            }
             if !self.new_therapies.iter().any(|n| n.coi == coi) {
                 self.dirty.insert(coi.to_string());
             }
