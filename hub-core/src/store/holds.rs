@@ -13,15 +13,14 @@ use sqlx::QueryBuilder;
 use super::audit::AuditDraft;
 use super::batch::{Answered, Batch};
 use super::db::{on_db, Conn, Pool};
-use super::insert::{DeadRow, EventRow};
+use super::insert::EventRow;
 use super::ops::Answer;
 use super::records::PreparedEvent;
 use super::registry::{
-    alert_for, set_hold_state, set_message_routed_if_done, RegistryContext, StoredHold,
-    HOLD_COLUMNS, HOLD_EXPIRED,
+    alert_for, dead_letter_hold, set_hold_state, set_message_routed_if_done, RegistryContext,
+    StoredHold, HOLD_COLUMNS, HOLD_EXPIRED,
 };
 use super::StoreError;
-use crate::error::{ErrorClass, Stage};
 use crate::event::TherapyEvent;
 
 /// What an operator's action on a hold did.
@@ -528,49 +527,8 @@ pub(crate) async fn expire<'a>(
         {
             continue;
         }
-        let dl = b.dead_letter_id(conn).await?;
-        let first = match on_db!(&mut *conn, |c| {
-            sqlx::query_scalar::<_, String>("SELECT created_at FROM holds WHERE id = $1")
-                .bind(h.id)
-                .fetch_one(c)
-                .await
-        }) {
-            Ok(t) => t,
-            Err(_) => b.now.clone(),
-        };
-        b.dead.push(DeadRow {
-            id: dl,
-            message_row: h.message_row,
-            event_id: None,
-            outbox_id: None,
-            route: None,
-            sink: None,
-            routing_key: None,
-            coi: h.coi.clone(),
-            stage: Stage::Identity.as_str(),
-            class: ErrorClass::Permanent,
-            code: HOLD_EXPIRED,
-            reason: Cow::Owned(reason.clone()),
-            attempts: 1,
-            first_attempt_at: first,
-            broker_key: None,
-        });
-        on_db!(&mut *conn, |c| {
-            sqlx::query(
-            "UPDATE messages SET status = 'dead', error_code = $1, error = $2, stage = $3, updated_at = $4 \
-             WHERE id = $5 AND status = 'held' \
-             AND NOT EXISTS (SELECT 1 FROM holds WHERE message_row = $5 AND state = 'held') \
-             AND NOT EXISTS (SELECT 1 FROM events WHERE message_row = $5)"
-        )
-        .bind(HOLD_EXPIRED)
-        .bind(&reason)
-        .bind(Stage::Identity.as_str())
-        .bind(&b.now)
-        .bind(h.message_row)
-        .execute(c)
-        .await
-        .map(|r| r.rows_affected())
-        })?;
+        let first = h.created_at.clone();
+        let dl = dead_letter_hold(conn, b, &h, HOLD_EXPIRED, &reason, first).await?;
         if let Ok(event) = serde_json::from_str::<TherapyEvent>(&h.body) {
             let alert = alert_for(&event, "identity_unresolved", &reason, &[], &b.now);
             let mut alert = alert;

@@ -660,40 +660,9 @@ impl Registry {
                 });
                 // Like a conflict at intake: a dead letter an operator sees,
                 // and the message done (dead when nothing of it went on).
-                let dl = b.dead_letter_id(conn).await?;
-                b.dead.push(DeadRow {
-                    id: dl,
-                    message_row: h.message_row,
-                    event_id: None,
-                    outbox_id: None,
-                    route: None,
-                    sink: None,
-                    routing_key: None,
-                    coi: h.coi.clone(),
-                    stage: Stage::Identity.as_str(),
-                    class: crate::error::ErrorClass::Permanent,
-                    code: IDENTITY_CONFLICT,
-                    reason: Cow::Owned(problem.reason.clone()),
-                    attempts: 1,
-                    first_attempt_at: b.now.clone(),
-                    broker_key: None,
-                });
-                on_db!(&mut *conn, |c| {
-                    sqlx::query(
-                    "UPDATE messages SET status = 'dead', error_code = $1, error = $2, stage = $3, updated_at = $4 \
-                     WHERE id = $5 AND status = 'held' \
-                     AND NOT EXISTS (SELECT 1 FROM holds WHERE message_row = $5 AND state = 'held') \
-                     AND NOT EXISTS (SELECT 1 FROM events WHERE message_row = $5)"
-                )
-                .bind(IDENTITY_CONFLICT)
-                .bind(&problem.reason)
-                .bind(Stage::Identity.as_str())
-                .bind(&b.now)
-                .bind(h.message_row)
-                .execute(c)
-                .await
-                .map(|r| r.rows_affected())
-                })?;
+                let first = b.now.clone();
+                let dl = dead_letter_hold(conn, b, &h, IDENTITY_CONFLICT, &problem.reason, first)
+                    .await?;
                 set_message_routed_if_done(conn, h.message_row, &b.now).await?;
                 b.append_audit(AuditDraft::new(
                     actor,
@@ -948,7 +917,8 @@ impl Registry {
 
 /// The columns of a stored hold, as [`StoredHold`] reads them.
 pub(crate) const HOLD_COLUMNS: &str =
-    "h.id, h.event_id, h.message_row, h.coi, h.body, h.reason, h.keys, h.state, h.name_index, h.birth_date_index";
+    "h.id, h.event_id, h.message_row, h.coi, h.body, h.reason, h.keys, h.state, h.name_index, \
+     h.birth_date_index, h.created_at";
 
 /// A hold as stored, for re-evaluation and operator actions.
 #[derive(Debug, sqlx::FromRow)]
@@ -963,6 +933,55 @@ pub(crate) struct StoredHold {
     pub state: String,
     pub name_index: Option<String>,
     pub birth_date_index: Option<String>,
+    pub created_at: String,
+}
+
+/// A settled hold's dead letter (stage `identity`, `code`, `reason`), and
+/// its message dead when nothing else of it is held or went on. Returns the
+/// dead letter's id.
+pub(crate) async fn dead_letter_hold(
+    conn: &mut Conn,
+    b: &mut Batch<'_>,
+    h: &StoredHold,
+    code: &'static str,
+    reason: &str,
+    first_attempt_at: String,
+) -> Result<i64, sqlx::Error> {
+    let dl = b.dead_letter_id(conn).await?;
+    b.dead.push(DeadRow {
+        id: dl,
+        message_row: h.message_row,
+        event_id: None,
+        outbox_id: None,
+        route: None,
+        sink: None,
+        routing_key: None,
+        coi: h.coi.clone(),
+        stage: Stage::Identity.as_str(),
+        class: crate::error::ErrorClass::Permanent,
+        code,
+        reason: Cow::Owned(reason.to_string()),
+        attempts: 1,
+        first_attempt_at,
+        broker_key: None,
+    });
+    on_db!(&mut *conn, |c| {
+        sqlx::query(
+        "UPDATE messages SET status = 'dead', error_code = $1, error = $2, stage = $3, updated_at = $4 \
+         WHERE id = $5 AND status = 'held' \
+         AND NOT EXISTS (SELECT 1 FROM holds WHERE message_row = $5 AND state = 'held') \
+         AND NOT EXISTS (SELECT 1 FROM events WHERE message_row = $5)"
+    )
+    .bind(code)
+    .bind(reason)
+    .bind(Stage::Identity.as_str())
+    .bind(&b.now)
+    .bind(h.message_row)
+    .execute(c)
+    .await
+    .map(|r| r.rows_affected())
+    })?;
+    Ok(dl)
 }
 
 /// Settles a hold (released, rejected, expired, quarantined) if it is
