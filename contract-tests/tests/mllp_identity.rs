@@ -32,6 +32,19 @@ fn order(
     )
 }
 
+/// SMITH^JANE's order for therapy A (order ORD-A, specimen SPEC-A).
+fn order_a() -> String {
+    order(
+        "ORD-1",
+        COI_A,
+        "MRN-A",
+        "SMITH^JANE",
+        "19850317",
+        "ORD-A",
+        "SPEC-A",
+    )
+}
+
 /// A lab's result for a specimen; `pid3` and the demographics are whatever
 /// the lab knows (often only its own patient id).
 fn result(id: &str, pid3: &str, name: &str, dob: &str, specimen: &str) -> String {
@@ -356,18 +369,7 @@ fn an_identity_never_settled_expires_into_a_dead_letter_with_an_alert() {
 fn an_infusion_before_receipt_is_held_until_an_operator_releases_it_with_a_reason() {
     let hub = registry_hub("on_unknown = \"hold\"");
     let mut ehr = Partner::connect(hub.mllp);
-    let ack = ehr.send(
-        order(
-            "ORD-1",
-            COI_A,
-            "MRN-A",
-            "SMITH^JANE",
-            "19850317",
-            "ORD-A",
-            "SPEC-A",
-        )
-        .as_bytes(),
-    );
+    let ack = ehr.send(order_a().as_bytes());
     assert_eq!(ack.code(), "AA", "{}", ack.0);
 
     // No material.received for A yet: out of sequence, held (the partner
@@ -462,18 +464,7 @@ fn an_infusion_before_receipt_is_held_until_an_operator_releases_it_with_a_reaso
 fn a_hub_with_another_patient_data_key_refuses_to_start_on_the_store() {
     let mut hub = registry_hub("on_unknown = \"hold\"");
     let mut ehr = Partner::connect(hub.mllp);
-    let ack = ehr.send(
-        order(
-            "ORD-1",
-            COI_A,
-            "MRN-A",
-            "SMITH^JANE",
-            "19850317",
-            "ORD-A",
-            "SPEC-A",
-        )
-        .as_bytes(),
-    );
+    let ack = ehr.send(order_a().as_bytes());
     assert_eq!(ack.code(), "AA", "{}", ack.0);
     drop(ehr);
     hub.kill();
