@@ -147,8 +147,10 @@ fn unroutable_events_are_dead_letters_and_replay_once_a_queue_is_bound() {
     hub.write_routes(&format!(
         "{routes}[route.queue]\nname = \"cgt.orphan\"\nbindings = [\"nobody.#\"]\n"
     ));
-    hub.wait_for("the reloaded route's queue", || {
-        v.queue_len("cgt.orphan").is_some()
+    // The queue shows before its binding is made: wait until the hub says
+    // the new routes (queue declared and bound) are in force.
+    hub.wait_for("the reloaded route's queue, bound", || {
+        v.queue_len("cgt.orphan").is_some() && hub.log().contains("routes reloaded")
     });
     let out = stdout(&hub.cli(&["dlq", "replay", &id]));
     assert!(out.contains(&id), "{out}");
