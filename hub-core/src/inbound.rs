@@ -23,6 +23,24 @@ pub struct Inbound {
     pub received_at: DateTime<Utc>,
     /// Where it came from (peer address, file path), for logs and operators.
     pub origin: String,
+    /// Resources the message creates or updates at the hub (a FHIR create
+    /// or update), kept with it: written in the same commit when the
+    /// message is accepted, never when it fails.
+    pub resources: Vec<ResourceWrite>,
+}
+
+/// One resource a message writes: what a later read, conditional create or
+/// reference finds by its type and id or by an identifier. Its version is
+/// the row of the message that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceWrite {
+    /// `ServiceRequest`.
+    pub resource_type: String,
+    pub id: String,
+    /// `(system, value)` pairs it can be found by (`system` may be empty).
+    pub identifiers: Vec<(String, String)>,
+    /// The resource as kept (JSON).
+    pub body: String,
 }
 
 impl Inbound {
@@ -45,6 +63,7 @@ impl Inbound {
             sha256,
             received_at: Utc::now(),
             origin: origin.into(),
+            resources: Vec::new(),
         }
     }
 }

@@ -11,7 +11,8 @@
 //!   product-specific COI formats, the ISO/IEC 7064 MOD 37-2 check character.
 //! - [`store`]: the durable store: raw messages, events, outbox, dead letters,
 //!   audit log; group commit.
-//! - [`sink`]: the one trait every destination implements, and the JSONL file sink.
+//! - [`sink`]: the one trait every destination implements, and the sinks:
+//!   JSONL files, RabbitMQ, FHIR Tasks on an EHR.
 //! - [`outbox`]: the relay that delivers routed events to sinks, with retries.
 //! - [`coi_check`]: the COI check at intake: every mapped event's COI
 //!   normalised, or the message failed with `invalid_coi`.
@@ -41,5 +42,5 @@ pub mod store;
 pub use connector::{Connector, ConnectorError};
 pub use event::{EventData, EventKind, TherapyEvent};
 pub use hub::Hub;
-pub use inbound::{Decoded, Inbound, Outcome, Problem, Receipt};
+pub use inbound::{Decoded, Inbound, Outcome, Problem, Receipt, ResourceWrite};
 pub use metrics::Metrics;

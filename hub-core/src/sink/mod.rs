@@ -2,9 +2,11 @@
 //! owns retries and dead letters, a sink only delivers and classifies.
 
 pub mod amqp;
+pub mod fhir_task;
 mod jsonl;
 
 pub use amqp::AmqpSink;
+pub use fhir_task::{ClientCredentials, FhirAuth, FhirTaskConfig, FhirTaskSink, Secret};
 pub use jsonl::JsonlSink;
 
 use std::future::Future;

@@ -23,7 +23,7 @@ use super::records::{IntakeOutcome, IntakeRecord, MessageStatus};
 use super::registry::{Asserter, EventIdentity, Judged, Registry};
 use super::{broker, dlq_write, holds, registry, time, StoreError};
 use crate::error::{ErrorClass, Stage};
-use crate::inbound::{Outcome, Problem, Receipt};
+use crate::inbound::{Outcome, Problem, Receipt, ResourceWrite};
 
 /// Audit actor for what the store records on its own.
 pub(crate) const SYSTEM: &str = "system";
@@ -55,6 +55,7 @@ pub(crate) async fn apply(
         dead_next: None,
         broker_keys: HashMap::new(),
         registry: Registry::default(),
+        resources: Vec::new(),
     };
     let intakes: Vec<(usize, &IntakeRecord)> = reqs
         .iter()
@@ -171,6 +172,7 @@ pub(crate) async fn apply(
     registry.flush(conn, &b.now).await?;
     registry.move_made(&mut b);
     insert::insert_events(conn, &b.events, &b.now).await?;
+    write_resources(conn, &b.resources, &b.now).await?;
     insert::insert_dead_letters(conn, &b.dead, &b.now).await?;
     insert::mark_delivered(conn, &b.delivered, &b.now).await?;
     if !b.audit.is_empty() {
@@ -225,6 +227,8 @@ pub(crate) struct Batch<'a> {
     pub broker_keys: HashMap<String, i64>,
     /// The identity registry as this batch sees and changes it.
     pub(crate) registry: Registry,
+    /// Resources written by accepted messages, with their message rows.
+    resources: Vec<(i64, &'a ResourceWrite)>,
 }
 
 impl<'a> Batch<'a> {
@@ -270,6 +274,8 @@ impl<'a> Batch<'a> {
                             ev,
                             message_row: row,
                         }));
+                        self.resources
+                            .extend(rec.inbound.resources.iter().map(|r| (row, r)));
                         let mut r = receipt(row, outcome, false);
                         r.held = held;
                         return Ok(r);
@@ -283,6 +289,8 @@ impl<'a> Batch<'a> {
                     id: ev.event_id.hyphenated().to_string(),
                     message_row: row,
                 }));
+                self.resources
+                    .extend(rec.inbound.resources.iter().map(|r| (row, r)));
                 let outcome = Outcome::Accepted { events: evs.len() };
                 return Ok(receipt(row, outcome, false));
             }
@@ -428,6 +436,49 @@ fn not_pending(op: &'static str, outbox_id: i64) -> StoreError {
         op,
         what: format!("pending outbox row {outbox_id}"),
     }
+}
+
+/// Keeps the resources accepted messages wrote: each replaces the one of
+/// its type and id (its version is the writing message's row), and its
+/// identifiers point at it from now on.
+async fn write_resources(
+    conn: &mut Conn,
+    rows: &[(i64, &ResourceWrite)],
+    now: &str,
+) -> Result<(), sqlx::Error> {
+    for (row, r) in rows {
+        on_db!(conn, |c| {
+            sqlx::query(
+            "INSERT INTO fhir_resources (resource_type, id, version, message_row, body, updated_at) \
+             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (resource_type, id) DO UPDATE SET \
+             version = excluded.version, message_row = excluded.message_row, \
+             body = excluded.body, updated_at = excluded.updated_at",
+        )
+        .bind(&r.resource_type)
+        .bind(&r.id)
+        .bind(*row)
+        .bind(&r.body)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|_| ())
+        })?;
+        for (system, value) in &r.identifiers {
+            on_db!(conn, |c| sqlx::query(
+                "INSERT INTO fhir_identifiers (resource_type, system, value, id) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (resource_type, system, value) \
+                 DO UPDATE SET id = excluded.id",
+            )
+            .bind(&r.resource_type)
+            .bind(system)
+            .bind(value)
+            .bind(&r.id)
+            .execute(c)
+            .await
+            .map(|_| ()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Reschedules a pending row; a row no longer pending is not resurrected.

@@ -41,6 +41,7 @@ mod ops;
 mod query;
 mod records;
 mod registry;
+mod resources;
 mod time;
 mod writer;
 
@@ -67,6 +68,7 @@ pub use records::{
     OutboxDepth, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
 };
 pub use registry::{EventIdentity, RegistryContext, Sealed, HOLD_EXPIRED, IDENTITY_CONFLICT};
+pub use resources::KeptResource;
 
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
@@ -315,6 +317,34 @@ impl Store {
     /// One raw message with its payload and events.
     pub async fn message(&self, id: i64) -> Result<Option<MessageRecord>, StoreError> {
         query::message(&self.pool, id).await
+    }
+
+    /// The resource of `resource_type` and `id` partners last wrote.
+    pub async fn resource(
+        &self,
+        resource_type: &str,
+        id: &str,
+    ) -> Result<Option<KeptResource>, StoreError> {
+        resources::by_id(&self.pool, resource_type, id).await
+    }
+
+    /// The resource of `resource_type` an identifier (`system`, `value`;
+    /// `system` may be empty) points at.
+    pub async fn resource_by_identifier(
+        &self,
+        resource_type: &str,
+        system: &str,
+        value: &str,
+    ) -> Result<Option<KeptResource>, StoreError> {
+        resources::by_identifier(&self.pool, resource_type, system, value).await
+    }
+
+    /// The resources message `message_row` wrote (for answering a repeat).
+    pub async fn resources_of_message(
+        &self,
+        message_row: i64,
+    ) -> Result<Vec<KeptResource>, StoreError> {
+        resources::of_message(&self.pool, message_row).await
     }
 
     /// The newest dead letters, whatever their status.
