@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use cgthub_fhir::FhirConfig;
 use cgthub_hl7v2::config::MllpConfig;
 use hub_core::identity::{PhiKeyConfig, ProductCoiFormatConfig};
 use hub_core::registry::{OnUnknown, Rules};
@@ -29,6 +30,8 @@ pub struct Settings {
     pub instance: InstanceConfig,
     pub http: HttpConfig,
     pub mllp: MllpConfig,
+    /// The FHIR R4 endpoint under `/fhir` on `http.addr`.
+    pub fhir: FhirConfig,
     pub store: StoreConfig,
     pub paths: PathsConfig,
     /// RabbitMQ, for sinks of type `amqp` (see config/rabbitmq.toml).
@@ -46,6 +49,7 @@ impl Default for Settings {
             instance: InstanceConfig::default(),
             http: HttpConfig::default(),
             mllp: MllpConfig::default(),
+            fhir: FhirConfig::default(),
             store: StoreConfig::default(),
             paths: PathsConfig::default(),
             amqp: AmqpSettings::default(),
@@ -167,11 +171,91 @@ pub enum SinkConfig {
     /// Publish to RabbitMQ as `[amqp]` says, with publisher confirms; the
     /// routes' `[route.queue]` sections are declared for it.
     Amqp,
+    /// Keep a FHIR R4 `Task` per therapy order up to date on an EHR's FHIR
+    /// server (`PUT {base_url}/Task/{id}`).
+    FhirTask(FhirTaskSinkConfig),
 }
 
 impl SinkConfig {
     pub fn is_broker(&self) -> bool {
         matches!(self, SinkConfig::Amqp)
+    }
+}
+
+/// `[sinks.NAME]` with `type = "fhir_task"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FhirTaskSinkConfig {
+    /// The FHIR server's base URL, e.g. `https://ehr.example.org/fhir`.
+    pub base_url: String,
+    /// Per request: connecting, sending and reading the answer.
+    #[serde(default = "FhirTaskSinkConfig::default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// A fixed bearer token, read from this environment variable at start
+    /// (the hub refuses to start without it).
+    #[serde(default)]
+    pub token_env: Option<String>,
+    /// Or tokens from an OAuth 2.0 client-credentials grant.
+    #[serde(default)]
+    pub client_credentials: Option<ClientCredentialsConfig>,
+}
+
+/// `[sinks.NAME.client_credentials]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientCredentialsConfig {
+    /// The authorization server's token endpoint.
+    pub token_url: String,
+    pub client_id: String,
+    /// The environment variable holding the client secret (read at start).
+    pub client_secret_env: String,
+    /// Space-separated scopes, e.g. `system/Task.write system/Task.read`.
+    #[serde(default)]
+    pub scope: Option<String>,
+}
+
+impl FhirTaskSinkConfig {
+    fn default_timeout_ms() -> u64 {
+        10_000
+    }
+
+    /// The sink's settings, with secrets read from the environment.
+    pub fn resolve(&self) -> Result<hub_core::sink::FhirTaskConfig, String> {
+        use hub_core::sink::{ClientCredentials, FhirAuth, Secret};
+        let url = |key: &str, v: &str| {
+            v.parse::<hub_core::sink::fhir_task::Url>()
+                .map_err(|e| format!("{key} = {v:?}: {e}"))
+        };
+        let secret = |key: &str, var: &str| match std::env::var(var) {
+            Ok(v) if !v.is_empty() => Ok(Secret::new(v)),
+            _ => Err(format!(
+                "{key} = {var:?}: the environment variable {var} is not set"
+            )),
+        };
+        if self.timeout_ms == 0 {
+            return Err("timeout_ms = 0: must be at least 1".into());
+        }
+        let auth = match (&self.token_env, &self.client_credentials) {
+            (Some(_), Some(_)) => {
+                return Err("token_env and client_credentials: give one or the other".into())
+            }
+            (Some(var), None) => FhirAuth::Bearer(secret("token_env", var)?),
+            (None, Some(cc)) => FhirAuth::ClientCredentials(ClientCredentials {
+                token_url: url("client_credentials.token_url", &cc.token_url)?,
+                client_id: cc.client_id.clone(),
+                client_secret: secret(
+                    "client_credentials.client_secret_env",
+                    &cc.client_secret_env,
+                )?,
+                scope: cc.scope.clone(),
+            }),
+            (None, None) => FhirAuth::None,
+        };
+        Ok(hub_core::sink::FhirTaskConfig {
+            base_url: url("base_url", &self.base_url)?,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            auth,
+        })
     }
 }
 
@@ -396,5 +480,46 @@ mod tests {
         let err = load(Some(&p)).unwrap_err().to_string();
         assert!(err.contains("c.toml:5:"), "{err}");
         assert!(err.contains("max_conections"), "{err}");
+    }
+
+    #[test]
+    fn the_fhir_task_example_parses_and_needs_its_secrets() {
+        // The commented example in the embedded default, uncommented.
+        let start = DEFAULT_CONFIG.find("# [sinks.ehr_tasks]").unwrap();
+        let example: String = DEFAULT_CONFIG[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.strip_prefix("# ").unwrap_or(l)))
+            .collect();
+        // Through the loader too (the `config` crate, environment overrides).
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, &example).unwrap();
+        let s = load(Some(&p)).unwrap().settings;
+        let SinkConfig::FhirTask(c) = &s.sinks["ehr_tasks"] else {
+            panic!("{:?}", s.sinks)
+        };
+        assert_eq!(c.timeout_ms, 10_000);
+        let err = c.resolve().unwrap_err();
+        assert!(err.contains("CGTHUB_EHR_CLIENT_SECRET is not set"), "{err}");
+        // Any variable that is set stands in for the secret.
+        let mut c = c.clone();
+        c.client_credentials.as_mut().unwrap().client_secret_env = "PATH".into();
+        let hub = c.resolve().unwrap();
+        assert_eq!(hub.base_url.as_str(), "https://ehr.example.org/fhir");
+        assert!(!format!("{hub:?}").contains(&std::env::var("PATH").unwrap()));
+
+        let bearer = "[sinks.e]\ntype = \"fhir_task\"\nbase_url = \"http://127.0.0.1:1/fhir\"\ntoken_env = \"CGTHUB_TEST_UNSET_TOKEN\"\n";
+        let s: Settings = toml::from_str(bearer).unwrap();
+        let SinkConfig::FhirTask(c) = &s.sinks["e"] else {
+            panic!()
+        };
+        let err = c.resolve().unwrap_err();
+        assert!(
+            err.contains("token_env") && err.contains("CGTHUB_TEST_UNSET_TOKEN"),
+            "{err}"
+        );
+        let typo = bearer.replace("token_env", "token_envv");
+        assert!(toml::from_str::<Settings>(&typo).is_err());
     }
 }

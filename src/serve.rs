@@ -10,7 +10,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use hub_core::hub::RegistrySettings;
 use hub_core::routing::Router;
-use hub_core::sink::{AmqpSink, JsonlSink, Sink};
+use hub_core::sink::{AmqpSink, FhirTaskSink, JsonlSink, Sink};
 use hub_core::store::{BatchStats, Store, StoreOptions};
 use hub_core::{Hub, Metrics};
 use tokio_util::sync::CancellationToken;
@@ -70,7 +70,12 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if !misplaced.is_empty() {
         anyhow::bail!("cannot start:\n  {}", misplaced.join("\n  "));
     }
-    let connectors = crate::registry::connectors(&s, &s.paths.mappings).map_err(load_errors)?;
+    let fhir_problems = s.fhir.check();
+    if !fhir_problems.is_empty() {
+        anyhow::bail!("cannot start:\n  {}", fhir_problems.join("\n  "));
+    }
+    let (connectors, fhir) =
+        crate::registry::with_fhir(&s, &s.paths.mappings).map_err(load_errors)?;
     let coi_formats = hub_core::identity::CoiFormats::new(&s.identity.coi_formats)
         .map_err(|e| anyhow::anyhow!("cannot start:\n  identity.coi_formats: {e}"))?;
     let registry_rules = s
@@ -141,6 +146,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 brokers.push(Arc::clone(&sink));
                 sink
             }
+            SinkConfig::FhirTask(c) => {
+                let config = c
+                    .resolve()
+                    .map_err(|e| anyhow::anyhow!("sinks.{name}: {e}"))?;
+                Arc::new(
+                    FhirTaskSink::new(name, config)
+                        .with_context(|| format!("starting sink {name}"))?,
+                )
+            }
         };
         relays.push(tokio::spawn(hub_core::outbox::run_relay(
             hub.clone(),
@@ -174,7 +188,10 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     tracing::info!(addr = %s.http.addr, "HTTP listening");
     let http = {
         let stop = shutdown.clone();
-        let app = crate::http::router(hub.clone());
+        let mut app = crate::http::router(hub.clone());
+        if s.fhir.enabled {
+            app = app.nest("/fhir", cgthub_fhir::http::router(hub.clone(), fhir));
+        }
         tokio::spawn(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(async move { stop.cancelled().await })

@@ -35,6 +35,7 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
             0
         }
     };
+    errors.extend(s.fhir.check());
     if let Err(e) = hub_core::identity::CoiFormats::new(&s.identity.coi_formats) {
         errors.push(format!("identity.coi_formats: {e}"));
     }
