@@ -117,6 +117,11 @@ async fn wait_drained(http: std::net::SocketAddr) -> anyhow::Result<Instant> {
     }
 }
 
+/// Waits until the hub at `http` has an empty outbox; returns when.
+pub(crate) async fn wait_drained_at(http: std::net::SocketAddr) -> anyhow::Result<Instant> {
+    wait_drained(http).await
+}
+
 /// Waits until every hub's outbox is empty; returns when the last one was.
 /// With several hubs, one that does not answer (stopped, or killed as part
 /// of a test) is reported and left out, as long as another one answers.
@@ -144,7 +149,7 @@ struct ConnStats {
 }
 
 /// The `p`-quantile of sorted latencies (µs), in ms.
-fn quantile_ms(sorted_us: &[u32], p: f64) -> f64 {
+pub(crate) fn quantile_ms(sorted_us: &[u32], p: f64) -> f64 {
     if sorted_us.is_empty() {
         return 0.0;
     }

@@ -3,6 +3,7 @@
 //! reject), `trace`, `send` and `bench`.
 
 mod bench;
+mod bench_fhir;
 mod check;
 mod client;
 mod dlq;
@@ -234,6 +235,8 @@ pub enum BenchProtocol {
     /// The baseline for the hub on RabbitMQ: a plain lapin publisher with
     /// confirms, sending the event the bench message maps to.
     AmqpBaseline(bench::AmqpBaseline),
+    /// Transaction Bundles to `/fhir`; prints Bundles/s and latency.
+    Fhir(bench_fhir::FhirBench),
 }
 
 /// Runs a parsed command line.
@@ -269,6 +272,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             protocol: BenchProtocol::AmqpBaseline(b),
         } => bench::amqp_baseline(b).await,
+        Command::Bench {
+            protocol: BenchProtocol::Fhir(b),
+        } => bench_fhir::fhir(b).await,
     }
 }
 
