@@ -219,6 +219,10 @@ impl TaskUpdate {
         if let Some(Value::Object(meta)) = t.get_mut("meta") {
             meta.remove("versionId");
             meta.remove("lastUpdated");
+            if meta.is_empty() {
+                // FHIR JSON has no empty objects: a strict server refuses them.
+                t.remove("meta");
+            }
         }
         for (key, value) in ours.as_object().expect("an object") {
             match key.as_str() {
@@ -388,6 +392,10 @@ mod tests {
         assert_eq!(m["extension"][1]["valueString"], "e2");
         assert!(m.get("text").is_none() && m["meta"].get("versionId").is_none());
         assert_eq!(m["meta"]["security"][0]["code"], "R");
+        let bare = json!({"resourceType": "Task", "id": "t", "status": "requested",
+            "meta": {"versionId": "7", "lastUpdated": "2026-01-01T00:00:00Z"}});
+        let m = u.merged_into(&bare);
+        assert!(m.get("meta").is_none(), "an empty meta is left out: {m}");
     }
 
     #[test]
