@@ -107,3 +107,51 @@ async fn resources_are_kept_with_their_message(db: &TestDb) {
         .unwrap()
         .is_none());
 }
+
+on_both!(
+    two_writes_of_one_resource_in_one_commit,
+    two_writes_of_one_resource_in_one_commit_sqlite,
+    two_writes_of_one_resource_in_one_commit_postgres
+);
+
+/// Two messages of one group commit that write the same resource (and
+/// identifier): both are taken and the resource is the later one's
+/// (PostgreSQL refuses a statement that updates one row twice).
+async fn two_writes_of_one_resource_in_one_commit(db: &TestDb) {
+    let store = Store::open(db.options()).await.unwrap();
+    let lock = db.hold_write_lock().await;
+    let send = |id: &'static str, status: &'static str| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut i = inbound("EHR_A", Some(id), id);
+            i.resources.push(order("sr-9", status));
+            store
+                .intake(IntakeRecord {
+                    inbound: i,
+                    outcome: IntakeOutcome::Events(Vec::new()),
+                })
+                .await
+                .unwrap()
+        })
+    };
+    let a = send("W-1", "active");
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let b = send("W-2", "revoked");
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    lock.release().await;
+    let (a, b) = (a.await.unwrap(), b.await.unwrap());
+    assert_eq!(a.outcome, Outcome::Accepted { events: 0 });
+    assert_eq!(b.outcome, Outcome::Accepted { events: 0 });
+    let kept = store
+        .resource("ServiceRequest", "sr-9")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.version, a.message_row.max(b.message_row));
+    let found = store
+        .resource_by_identifier("ServiceRequest", "urn:oid:1.2.3.4", "ORD-1001")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, "sr-9");
+}

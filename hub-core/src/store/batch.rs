@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde_json::json;
+use sqlx::QueryBuilder;
 
 use super::audit::{self, AuditDraft, AuditHead, AuditRow};
 use super::db::{self, on_db, Conn};
@@ -440,45 +441,75 @@ fn not_pending(op: &'static str, outbox_id: i64) -> StoreError {
 
 /// Keeps the resources accepted messages wrote: each replaces the one of
 /// its type and id (its version is the writing message's row), and its
-/// identifiers point at it from now on.
+/// identifiers point at it from now on. Multi-row statements: a statement
+/// costs a round trip to the database's thread, and a Bundle writes several
+/// resources. Within the batch the last write of a key wins (PostgreSQL
+/// refuses one statement that updates a row twice).
 async fn write_resources(
     conn: &mut Conn,
     rows: &[(i64, &ResourceWrite)],
     now: &str,
 ) -> Result<(), sqlx::Error> {
-    for (row, r) in rows {
-        on_db!(conn, |c| {
-            sqlx::query(
-            "INSERT INTO fhir_resources (resource_type, id, version, message_row, body, updated_at) \
-             VALUES ($1, $2, $3, $3, $4, $5) ON CONFLICT (resource_type, id) DO UPDATE SET \
-             version = excluded.version, message_row = excluded.message_row, \
-             body = excluded.body, updated_at = excluded.updated_at",
-        )
-        .bind(&r.resource_type)
-        .bind(&r.id)
-        .bind(*row)
-        .bind(&r.body)
-        .bind(now)
-        .execute(c)
-        .await
-        .map(|_| ())
-        })?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mut latest: HashMap<(&str, &str), usize> = HashMap::new();
+    for (i, (_, r)) in rows.iter().enumerate() {
+        latest.insert((r.resource_type.as_str(), r.id.as_str()), i);
+    }
+    let resources: Vec<(i64, &ResourceWrite)> = rows
+        .iter()
+        .enumerate()
+        .filter(|(i, (_, r))| latest[&(r.resource_type.as_str(), r.id.as_str())] == *i)
+        .map(|(_, r)| *r)
+        .collect();
+    let mut owner: HashMap<(&str, &str, &str), &str> = HashMap::new();
+    let mut order: Vec<(&str, &str, &str)> = Vec::new();
+    for (_, r) in rows {
         for (system, value) in &r.identifiers {
-            on_db!(conn, |c| sqlx::query(
-                "INSERT INTO fhir_identifiers (resource_type, system, value, id) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (resource_type, system, value) \
-                 DO UPDATE SET id = excluded.id",
-            )
-            .bind(&r.resource_type)
-            .bind(system)
-            .bind(value)
-            .bind(&r.id)
-            .execute(c)
-            .await
-            .map(|_| ()))?;
+            let key = (r.resource_type.as_str(), system.as_str(), value.as_str());
+            if owner.insert(key, r.id.as_str()).is_none() {
+                order.push(key);
+            }
         }
     }
-    Ok(())
+    let identifiers: Vec<((&str, &str, &str), &str)> =
+        order.into_iter().map(|k| (k, owner[&k])).collect();
+    on_db!(conn, |c| {
+        for chunk in resources.chunks(64) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO fhir_resources (resource_type, id, version, message_row, body, updated_at) ",
+            );
+            qb.push_values(chunk, |mut b, (row, r)| {
+                b.push_bind(r.resource_type.as_str())
+                    .push_bind(r.id.as_str())
+                    .push_bind(*row)
+                    .push_bind(*row)
+                    .push_bind(r.body.as_str())
+                    .push_bind(now);
+            });
+            qb.push(
+                " ON CONFLICT (resource_type, id) DO UPDATE SET version = excluded.version, \
+                 message_row = excluded.message_row, body = excluded.body, \
+                 updated_at = excluded.updated_at",
+            );
+            qb.build().execute(&mut *c).await?;
+        }
+        for chunk in identifiers.chunks(128) {
+            let mut qb = QueryBuilder::new(
+                "INSERT INTO fhir_identifiers (resource_type, system, value, id) ",
+            );
+            qb.push_values(chunk, |mut b, ((ty, system, value), id)| {
+                b.push_bind(*ty)
+                    .push_bind(*system)
+                    .push_bind(*value)
+                    .push_bind(*id);
+            });
+            qb.push(" ON CONFLICT (resource_type, system, value) DO UPDATE SET id = excluded.id");
+            qb.build().execute(&mut *c).await?;
+        }
+        Ok::<(), sqlx::Error>(())
+    })
 }
 
 /// Reschedules a pending row; a row no longer pending is not resurrected.
