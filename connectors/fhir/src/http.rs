@@ -260,7 +260,14 @@ fn unavailable(e: &hub_core::store::StoreError) -> Response {
 }
 
 fn with_meta(body: &str, version: i64, updated: &str) -> Value {
-    let mut v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    with_meta_value(
+        serde_json::from_str(body).unwrap_or(Value::Null),
+        version,
+        updated,
+    )
+}
+
+fn with_meta_value(mut v: Value, version: i64, updated: &str) -> Value {
     if let Value::Object(m) = &mut v {
         let meta = m.entry("meta").or_insert_with(|| json!({}));
         if let Value::Object(mm) = meta {
@@ -361,7 +368,7 @@ async fn write(st: St, headers: HeaderMap, body: Body, target: Target) -> Respon
                         e.if_match = Some(m.clone());
                     }
                 }
-                take_unit(&st, unit, &partner, &origin).await
+                take_unit(&st, unit, &partner, &origin, ret == Return::Representation).await
             }
             Err(e) => {
                 let kept = refuse_keep(&st, bytes.clone(), &partner, &origin, &e).await;
@@ -443,12 +450,14 @@ async fn refuse_keep(
     }
 }
 
-/// Looks up what the unit needs, maps it, stores it.
+/// Looks up what the unit needs, maps it, stores it. `bodies`: whether the
+/// answer shows the resources (else only where they are).
 async fn take_unit(
     st: &St,
     unit: Unit,
     partner: &str,
     origin: &str,
+    bodies: bool,
 ) -> Result<Vec<Answered>, FhirError> {
     let store = st.hub.store();
     let unavailable = |e: hub_core::store::StoreError| {
@@ -576,7 +585,10 @@ async fn take_unit(
                     let version = p.version.unwrap_or(receipt.message_row);
                     Answered {
                         status: p.status,
-                        resource: p.resource.map(|r| with_meta(&r.to_string(), version, &now)),
+                        resource: p
+                            .resource
+                            .filter(|_| bodies)
+                            .map(|r| with_meta_value(r, version, &now)),
                         resource_type: p.resource_type,
                         id: p.id,
                         version,

@@ -476,13 +476,14 @@ fn check_internal_references(entries: &[Entry]) -> Result<(), FhirError> {
         .collect();
     for e in entries {
         let mut bad = None;
-        walk_references(&e.resource, "", &mut |at, r| {
+        for_each_reference(&e.resource, &mut |r| {
             if bad.is_none() && r.starts_with("urn:") && !urls.contains(&r) {
-                bad = Some((at.to_string(), r.to_string()));
+                bad = Some(r.to_string());
             }
         });
-        if let Some((at, r)) = bad {
+        if let Some(r) = bad {
             let ty = e.resource["resourceType"].as_str().unwrap_or("Resource");
+            let at = reference_path(&e.resource, &r).unwrap_or_default();
             return Err(FhirError::new(
                 422,
                 "not-found",
@@ -496,26 +497,39 @@ fn check_internal_references(entries: &[Entry]) -> Result<(), FhirError> {
     Ok(())
 }
 
-/// Calls `f(fhirpath_suffix, reference)` for every `reference` string.
-fn walk_references(v: &Value, at: &str, f: &mut impl FnMut(&str, &str)) {
+/// Calls `f` with every `reference` string in `v`.
+fn for_each_reference<'v>(v: &'v Value, f: &mut impl FnMut(&'v str)) {
     match v {
         Value::Object(m) => {
             for (k, c) in m {
-                if k == "reference" {
-                    if let Some(r) = c.as_str() {
-                        f(&format!("{at}.reference"), r);
-                    }
-                } else {
-                    walk_references(c, &format!("{at}.{k}"), f);
+                match c {
+                    Value::String(r) if k == "reference" => f(r),
+                    Value::Object(_) | Value::Array(_) => for_each_reference(c, f),
+                    _ => {}
                 }
             }
         }
-        Value::Array(a) => {
-            for (i, c) in a.iter().enumerate() {
-                walk_references(c, &format!("{at}[{i}]"), f);
-            }
-        }
+        Value::Array(a) => a.iter().for_each(|c| for_each_reference(c, f)),
         _ => {}
+    }
+}
+
+/// The FHIRPath suffix (`.subject.reference`) of the first `reference`
+/// that is `target` (built only for an error's expression).
+fn reference_path(v: &Value, target: &str) -> Option<String> {
+    match v {
+        Value::Object(m) => m.iter().find_map(|(k, c)| {
+            if k == "reference" && c.as_str() == Some(target) {
+                Some(".reference".to_string())
+            } else {
+                reference_path(c, target).map(|s| format!(".{k}{s}"))
+            }
+        }),
+        Value::Array(a) => a
+            .iter()
+            .enumerate()
+            .find_map(|(i, c)| reference_path(c, target).map(|s| format!("[{i}]{s}"))),
+        _ => None,
     }
 }
 
@@ -781,7 +795,7 @@ pub fn outside_references(unit: &Unit) -> Vec<(String, String)> {
         .collect();
     let mut out = Vec::new();
     for e in &unit.entries {
-        walk_references(&e.resource, "", &mut |_, r| {
+        for_each_reference(&e.resource, &mut |r| {
             if r.starts_with("urn:") || r.starts_with('#') || inside.iter().any(|i| i == r) {
                 return;
             }
