@@ -39,12 +39,13 @@ pub struct FhirBench {
 
 /// One transaction Bundle, numbered `n` in run `run`.
 pub fn sample_bundle(run: &str, n: usize) -> String {
-    let facility = 1 + n / 1_000_000;
+    // Facility W0002 up: W0001 is the HL7 sample's (`cgthub bench mllp`).
+    let facility = 2 + n / 1_000_000;
     let coi = format!("CHW{facility:04}26{:06}", n % 1_000_000);
     let narrative = "Autologous anti-CD19 CAR-T cell therapy order: leukapheresis at the \
                      apheresis centre, courier to the manufacturing site, release testing, \
                      return shipment in the vapour phase of liquid nitrogen. "
-        .repeat(9);
+        .repeat(19);
     format!(
         r#"{{"resourceType":"Bundle","type":"transaction","identifier":{{"system":"urn:bench:{run}","value":"b-{n}"}},"entry":[
 {{"fullUrl":"urn:uuid:{run}-0000-4000-8000-{n:012}","request":{{"method":"POST","url":"Patient"}},"resource":{{"resourceType":"Patient",
