@@ -220,6 +220,11 @@ fn check_resource(value: &Value) -> Result<(), FhirError> {
             Some(e.expression),
         )
     })?;
+    check_required_codes(value)
+}
+
+/// The required codes alone (the model already checked).
+fn check_required_codes(value: &Value) -> Result<(), FhirError> {
     check_codes(value).map_err(|e| {
         FhirError::new(
             422,
@@ -445,15 +450,7 @@ fn entry_of(index: usize, mut entry: Value, check_model: bool) -> Result<Entry, 
     if check_model {
         check_resource(&resource)?;
     } else {
-        check_codes(&resource).map_err(|e| {
-            FhirError::new(
-                422,
-                "code-invalid",
-                codes::INVALID_CODE,
-                e.message,
-                Some(e.expression),
-            )
-        })?;
+        check_required_codes(&resource)?;
     }
     Ok(Entry {
         index: Some(index),
