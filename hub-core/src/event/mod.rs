@@ -20,7 +20,12 @@ use crate::registry::Claims;
 pub const SCHEMA: &str = "cgt.event/v1";
 
 /// One canonical event. Serialises to the JSON documented in DESIGN.md.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Deserialisation is written out below rather than derived: a derived
+/// `flatten` buffers the input, and when anything in the build turns on
+/// serde_json's `arbitrary_precision` (fhirbolt does, for FHIR decimals) a
+/// buffered number arrives as a map and every `f64` field fails to parse.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TherapyEvent {
     /// Always [`SCHEMA`]; checked on deserialisation.
     #[serde(with = "schema_tag")]
@@ -75,6 +80,46 @@ pub struct Source {
     pub message_id: Option<String>,
     /// SHA-256 of the raw inbound payload, lowercase hex.
     pub payload_sha256: String,
+}
+
+impl<'de> Deserialize<'de> for TherapyEvent {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// The wire form: `kind` and `data` as plain fields, no buffering.
+        #[derive(Deserialize)]
+        struct Wire {
+            #[serde(with = "schema_tag")]
+            schema: (),
+            event_id: Uuid,
+            kind: EventKind,
+            data: serde_json::Value,
+            #[serde(default)]
+            coi: Option<String>,
+            #[serde(default)]
+            order_id: Option<String>,
+            #[serde(default)]
+            product: Option<String>,
+            #[serde(with = "rfc3339::utc")]
+            occurred_at: DateTime<Utc>,
+            #[serde(with = "rfc3339::utc")]
+            recorded_at: DateTime<Utc>,
+            source: Source,
+        }
+        let w = Wire::deserialize(d)?;
+        let data = EventData::from_json(w.kind, w.data)
+            .map_err(|e| serde::de::Error::custom(format!("{} data: {e}", w.kind.as_str())))?;
+        Ok(TherapyEvent {
+            schema: w.schema,
+            event_id: w.event_id,
+            data,
+            coi: w.coi,
+            order_id: w.order_id,
+            product: w.product,
+            occurred_at: w.occurred_at,
+            recorded_at: w.recorded_at,
+            source: w.source,
+            claims: Claims::default(),
+        })
+    }
 }
 
 mod schema_tag {
