@@ -1,0 +1,1 @@
+//! ISA-95 B2MML for cgthub (issue 7).

@@ -1,0 +1,1 @@
+//! LIMS CSV exports for cgthub (issue 7).
