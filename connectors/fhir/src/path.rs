@@ -63,6 +63,7 @@ impl FhirPath {
 
 impl Format for Fhir {
     const NAME: &'static str = "fhir";
+    type Dialect = hub_core::mapping::NoDialect;
     type Path = FhirPath;
 
     fn parse_path(text: &str) -> Result<FhirPath, String> {

@@ -32,6 +32,7 @@ pub struct Hl7;
 
 impl Format for Hl7 {
     const NAME: &'static str = "hl7v2";
+    type Dialect = hub_core::mapping::NoDialect;
     type Path = Hl7Path;
 
     fn parse_path(text: &str) -> Result<Hl7Path, String> {

@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
@@ -24,6 +25,8 @@ pub struct Mapping<F: Format> {
     pub message_types: Vec<String>,
     pub partners: Vec<String>,
     pub(super) zone: Zone,
+    /// The `[dialect]` table, checked against the format's settings.
+    pub dialect: F::Dialect,
     pub(super) events: Vec<EventRule<F>>,
 }
 
@@ -138,6 +141,11 @@ pub fn compile<F: Format>(file: &Path, text: &str, name: &str) -> Result<Mapping
         Some(tz) => Zone::parse(tz.get_ref()).map_err(|e| ctx.err(tz.span(), e))?,
         None => Zone::default(),
     };
+    let dialect = match &spec.dialect {
+        None => F::Dialect::default(),
+        Some(t) => F::Dialect::deserialize(toml::Value::Table(t.get_ref().clone()))
+            .map_err(|e| ctx.err(t.span(), format!("[dialect]: {}", e.message())))?,
+    };
     for (map_name, entries) in spec.maps {
         ctx.maps
             .insert(map_name.clone(), Arc::new(value_map(map_name, entries)));
@@ -157,6 +165,7 @@ pub fn compile<F: Format>(file: &Path, text: &str, name: &str) -> Result<Mapping
         message_types: spec.message_types.into_inner(),
         partners: spec.partners,
         zone,
+        dialect,
         events,
     })
 }

@@ -13,6 +13,10 @@ pub trait Format: Debug + 'static {
     const NAME: &'static str;
     /// A path compiled once, when the mapping is loaded.
     type Path: Clone + Debug + Send + Sync + 'static;
+    /// Format-specific settings a mapping carries in its `[dialect]` table
+    /// (a CSV partner's delimiter, encoding, date formats), checked when the
+    /// mapping loads. Formats without any use [`NoDialect`].
+    type Dialect: Debug + Default + Send + Sync + serde::de::DeserializeOwned + 'static;
     /// Compiles a path, or says precisely what is wrong with it.
     fn parse_path(text: &str) -> Result<Self::Path, String>;
 
@@ -54,3 +58,9 @@ pub trait Document {
     /// such a field maps to a JSON array.
     fn is_multi(path: &<Self::Format as Format>::Path) -> bool;
 }
+
+/// The dialect of a format that has none: a `[dialect]` table with any key
+/// in it is refused when the mapping loads.
+#[derive(Debug, Default, Clone, Copy, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoDialect {}

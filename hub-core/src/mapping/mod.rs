@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use compile::{compile, Mapping};
-pub use document::{Document, Format};
+pub use document::{Document, Format, NoDialect};
 pub use engine::{MapContext, MapError, MapErrorKind};
 
 /// A file that could not be loaded, with the line to look at.

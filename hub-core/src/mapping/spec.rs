@@ -53,6 +53,9 @@ pub struct MappingFile {
     pub timezone: Option<Spanned<String>>,
     #[serde(default)]
     pub maps: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    /// Format-specific settings (see `Format::Dialect`).
+    #[serde(default)]
+    pub dialect: Option<Spanned<toml::Table>>,
     pub events: Vec<EventSpec>,
 }
 

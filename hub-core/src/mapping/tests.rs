@@ -19,6 +19,7 @@ struct ToyPath {
 
 impl Format for Toy {
     const NAME: &'static str = "toy";
+    type Dialect = crate::mapping::NoDialect;
     type Path = ToyPath;
     fn parse_path(text: &str) -> Result<ToyPath, String> {
         let (seg, field) = match text.split_once('-') {
@@ -259,6 +260,14 @@ fn load_errors_point_at_the_line() {
     assert!(e.message.contains("unknown convert \"stamp\""), "{e}");
 
     let e = load_err("format = \"toy\"\nmessage_types = [\"X\"]\nmesage = 1\n");
+    assert_eq!(e.line, 3, "{e}");
+
+    // A format without a dialect refuses any setting in `[dialect]`.
+    let e = load_err("format = \"toy\"\nmessage_types = [\"X\"]\n[dialect]\ndelimiter = \";\"\n[[events]]\nkind = \"order.placed\"\noccurred_at = \"MSH-2\"\n");
+    assert!(
+        e.message.contains("[dialect]") && e.message.contains("delimiter"),
+        "{e}"
+    );
     assert_eq!(e.line, 3, "{e}");
 
     let e = load_err("format = \"hl7v2\"\nmessage_types = [\"X\"]\n[[events]]\nkind = \"order.placed\"\noccurred_at = \"MSH-2\"\n");
