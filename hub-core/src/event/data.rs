@@ -87,6 +87,8 @@ kinds! {
     MaterialReceived = "material.received" => MaterialReceived,
     /// A manufacturing step (ISA-95 segment) finished.
     ManufacturingStepCompleted = "manufacturing.step_completed" => ManufacturingStepCompleted,
+    /// A manufacturing slot was scheduled (ISA-95 ProductionSchedule / SegmentRequirement).
+    ManufacturingScheduled = "manufacturing.scheduled" => ManufacturingScheduled,
     /// The batch record changed.
     BatchRecordUpdated = "batch.record_updated" => BatchRecordUpdated,
     /// Quality-control results were reported.
@@ -351,6 +353,36 @@ pub struct ManufacturingStepCompleted {
     pub parameters: Vec<ProcessValue>,
 }
 
+/// `manufacturing.scheduled`: a slot booked for a batch or a segment of it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManufacturingScheduled {
+    /// The schedule or request id the MES gave the slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<String>,
+    /// The process segment (step) the slot is for, when the schedule names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_start: Option<DateTime<Utc>>,
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub scheduled_end: Option<DateTime<Utc>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub equipment: Vec<String>,
+}
+
 /// A material consumed or produced by a step.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -436,6 +468,12 @@ pub struct QcResult {
     pub passed: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analyst: Option<String>,
+    /// The specification the result is judged against, as the source writes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub specification: Option<String>,
+    /// The instrument that measured it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instrument: Option<String>,
 }
 
 /// Result status (HL7 table 0085, FHIR ObservationStatus).

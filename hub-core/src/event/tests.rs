@@ -132,6 +132,15 @@ fn sample(kind: EventKind) -> EventData {
                 ..Default::default()
             })
         }
+        EventKind::ManufacturingScheduled => {
+            EventData::ManufacturingScheduled(ManufacturingScheduled {
+                schedule_id: Some(s("PS-1")),
+                step: Some(s("transduction")),
+                scheduled_start: Some(t),
+                equipment: vec![s("BSC-2")],
+                ..Default::default()
+            })
+        }
         EventKind::BatchRecordUpdated => EventData::BatchRecordUpdated(BatchRecordUpdated {
             batch_id: s("B1"),
             status: s("in_review"),

@@ -89,6 +89,7 @@ pub fn step_display(kind: &str) -> &str {
         EventKind::TemperatureReading => "Temperature reading",
         EventKind::TemperatureExcursion => "Temperature excursion",
         EventKind::MaterialReceived => "Material received",
+        EventKind::ManufacturingScheduled => "Manufacturing scheduled",
         EventKind::ManufacturingStepCompleted => "Manufacturing step completed",
         EventKind::BatchRecordUpdated => "Batch record updated",
         EventKind::QcResultReported => "QC result reported",
