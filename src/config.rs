@@ -9,6 +9,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use cgthub_fhir::FhirConfig;
+
+use crate::intake::config::{B2mmlSection, FileIntakeConfig, LimsSection};
 use cgthub_hl7v2::config::MllpConfig;
 use hub_core::identity::{PhiKeyConfig, ProductCoiFormatConfig};
 use hub_core::registry::{OnUnknown, Rules};
@@ -32,6 +34,10 @@ pub struct Settings {
     pub mllp: MllpConfig,
     /// The FHIR R4 endpoint under `/fhir` on `http.addr`.
     pub fhir: FhirConfig,
+    /// B2MML from MES over HTTP and drop folders.
+    pub b2mml: FileIntakeConfig<B2mmlSection>,
+    /// CSV exports from LIMS over HTTP and drop folders.
+    pub lims: FileIntakeConfig<LimsSection>,
     pub store: StoreConfig,
     pub paths: PathsConfig,
     /// RabbitMQ, for sinks of type `amqp` (see config/rabbitmq.toml).
@@ -50,6 +56,8 @@ impl Default for Settings {
             http: HttpConfig::default(),
             mllp: MllpConfig::default(),
             fhir: FhirConfig::default(),
+            b2mml: FileIntakeConfig::default(),
+            lims: FileIntakeConfig::default(),
             store: StoreConfig::default(),
             paths: PathsConfig::default(),
             amqp: AmqpSettings::default(),

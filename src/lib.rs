@@ -14,6 +14,7 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod intake;
 pub mod phi;
 pub mod registry;
 pub mod serve;

@@ -3,7 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use cgthub_b2mml::B2mmlConnector;
 use cgthub_fhir::FhirConnector;
+use cgthub_lims_csv::LimsCsvConnector;
 use hub_core::mapping::LoadError;
 use hub_core::Connector;
 
@@ -15,34 +17,55 @@ pub fn connectors(
     settings: &Settings,
     mappings: &Path,
 ) -> Result<Vec<Arc<dyn Connector>>, Vec<LoadError>> {
-    Ok(with_fhir(settings, mappings)?.0)
+    Ok(load(settings, mappings)?.all)
 }
 
-/// Every connector, and the FHIR one apart (its endpoint is mounted on the
-/// hub's HTTP server).
-pub type WithFhir = (Vec<Arc<dyn Connector>>, Arc<FhirConnector>);
+/// Every connector, and apart those whose intake the hub's HTTP server and
+/// drop folders serve.
+pub struct Connectors {
+    pub all: Vec<Arc<dyn Connector>>,
+    pub fhir: Arc<FhirConnector>,
+    pub b2mml: Arc<B2mmlConnector>,
+    pub lims: Arc<LimsCsvConnector>,
+}
 
-/// [`connectors`], and the FHIR connector apart.
-pub fn with_fhir(settings: &Settings, mappings: &Path) -> Result<WithFhir, Vec<LoadError>> {
-    let mut out: Vec<Arc<dyn Connector>> = Vec::new();
+/// [`connectors`], with the HTTP and file ones apart.
+pub fn load(settings: &Settings, mappings: &Path) -> Result<Connectors, Vec<LoadError>> {
+    let mut all: Vec<Arc<dyn Connector>> = Vec::new();
     let mut errors = Vec::new();
-    match cgthub_hl7v2::Hl7Connector::load(settings.mllp.clone(), &mappings.join("hl7v2")) {
-        Ok(c) => out.push(Arc::new(c)),
-        Err(e) => errors.extend(e),
+    let hl7 = cgthub_hl7v2::Hl7Connector::load(settings.mllp.clone(), &mappings.join("hl7v2"));
+    let fhir = FhirConnector::load(settings.fhir.clone(), &mappings.join("fhir"));
+    let b2mml = B2mmlConnector::load(&mappings.join("b2mml"));
+    let lims = LimsCsvConnector::load(&mappings.join("lims_csv"));
+    let hl7 = keep(hl7, &mut all, &mut errors);
+    let fhir = keep(fhir, &mut all, &mut errors);
+    let b2mml = keep(b2mml, &mut all, &mut errors);
+    let lims = keep(lims, &mut all, &mut errors);
+    match (hl7, fhir, b2mml, lims) {
+        (Some(_), Some(fhir), Some(b2mml), Some(lims)) if errors.is_empty() => Ok(Connectors {
+            all,
+            fhir,
+            b2mml,
+            lims,
+        }),
+        _ => Err(errors),
     }
-    let fhir = match FhirConnector::load(settings.fhir.clone(), &mappings.join("fhir")) {
+}
+
+fn keep<C: Connector>(
+    loaded: Result<C, Vec<LoadError>>,
+    all: &mut Vec<Arc<dyn Connector>>,
+    errors: &mut Vec<LoadError>,
+) -> Option<Arc<C>> {
+    match loaded {
         Ok(c) => {
             let c = Arc::new(c);
-            out.push(c.clone());
+            all.push(c.clone());
             Some(c)
         }
         Err(e) => {
             errors.extend(e);
             None
         }
-    };
-    match fhir {
-        Some(f) if errors.is_empty() => Ok((out, f)),
-        _ => Err(errors),
     }
 }

@@ -70,12 +70,14 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     if !misplaced.is_empty() {
         anyhow::bail!("cannot start:\n  {}", misplaced.join("\n  "));
     }
-    let fhir_problems = s.fhir.check();
-    if !fhir_problems.is_empty() {
-        anyhow::bail!("cannot start:\n  {}", fhir_problems.join("\n  "));
+    let mut intake_problems = s.fhir.check();
+    intake_problems.extend(s.b2mml.check());
+    intake_problems.extend(s.lims.check());
+    if !intake_problems.is_empty() {
+        anyhow::bail!("cannot start:\n  {}", intake_problems.join("\n  "));
     }
-    let (connectors, fhir) =
-        crate::registry::with_fhir(&s, &s.paths.mappings).map_err(load_errors)?;
+    let loaded_connectors = crate::registry::load(&s, &s.paths.mappings).map_err(load_errors)?;
+    let connectors = loaded_connectors.all.clone();
     let coi_formats = hub_core::identity::CoiFormats::new(&s.identity.coi_formats)
         .map_err(|e| anyhow::anyhow!("cannot start:\n  identity.coi_formats: {e}"))?;
     let registry_rules = s
@@ -171,6 +173,30 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(expire_holds(hub.clone(), shutdown.clone())));
+    if s.b2mml.enabled {
+        let (hub, conn, cfg, dir, stop) = (
+            hub.clone(),
+            loaded_connectors.b2mml.clone(),
+            s.b2mml.clone(),
+            s.data_dir.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            crate::intake::b2mml::watch(hub, conn, cfg, &dir, stop).await
+        }));
+    }
+    if s.lims.enabled {
+        let (hub, conn, cfg, dir, stop) = (
+            hub.clone(),
+            loaded_connectors.lims.clone(),
+            s.lims.clone(),
+            s.data_dir.clone(),
+            shutdown.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            crate::intake::lims::watch(hub, conn, cfg, &dir, stop).await
+        }));
+    }
     for c in connectors {
         let kind = c.kind();
         let (hub, stop) = (hub.clone(), shutdown.clone());
@@ -190,7 +216,25 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         let stop = shutdown.clone();
         let mut app = crate::http::router(hub.clone());
         if s.fhir.enabled {
-            app = app.nest("/fhir", cgthub_fhir::http::router(hub.clone(), fhir));
+            app = app.nest(
+                "/fhir",
+                cgthub_fhir::http::router(hub.clone(), loaded_connectors.fhir.clone()),
+            );
+        }
+        if s.b2mml.enabled {
+            app = app.merge(crate::intake::b2mml::router(
+                hub.clone(),
+                loaded_connectors.b2mml.clone(),
+                s.b2mml.clone(),
+            ));
+        }
+        if s.lims.enabled {
+            app = app.merge(crate::intake::lims::router(
+                hub.clone(),
+                loaded_connectors.lims.clone(),
+                s.lims.clone(),
+                &s.data_dir,
+            ));
         }
         tokio::spawn(async move {
             axum::serve(listener, app)

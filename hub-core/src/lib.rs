@@ -4,6 +4,7 @@
 //!
 //! - [`event`]: the canonical therapy event (`cgt.event/v1`) and its typed data.
 //! - [`inbound`]: what a connector hands the hub ([`Inbound`]) and what it gets back ([`Receipt`]).
+//! - [`inbox`]: drop folders: complete files taken once, moved to `processed/` or `rejected/` with a report.
 //! - [`connector`]: the one trait every partner protocol implements.
 //! - [`mapping`]: declarative mappings (TOML) from a parsed message to events.
 //! - [`routing`]: routes (TOML) from events to sinks.
@@ -20,6 +21,7 @@
 //!   and reconciling each event against the chains of identity.
 //! - [`hub`]: the pipeline that ties intake, mapping, routing and the store together.
 //! - [`dead_letters`]: replaying dead letters from the stage that failed, and purging them.
+//! - [`tokens`]: partners' bearer tokens for HTTP intake, kept as SHA-256.
 //! - [`metrics`]: metric names and the Prometheus registry.
 //! - [`error`]: stages and error classes shared by all of the above.
 
@@ -31,6 +33,7 @@ pub mod event;
 pub mod hub;
 pub mod identity;
 pub mod inbound;
+pub mod inbox;
 pub mod mapping;
 pub mod metrics;
 pub mod outbox;
@@ -38,6 +41,7 @@ pub mod registry;
 pub mod routing;
 pub mod sink;
 pub mod store;
+pub mod tokens;
 
 pub use connector::{Connector, ConnectorError};
 pub use event::{EventData, EventKind, TherapyEvent};

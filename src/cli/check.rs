@@ -36,6 +36,8 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
         }
     };
     errors.extend(s.fhir.check());
+    errors.extend(s.b2mml.check());
+    errors.extend(s.lims.check());
     if let Err(e) = hub_core::identity::CoiFormats::new(&s.identity.coi_formats) {
         errors.push(format!("identity.coi_formats: {e}"));
     }

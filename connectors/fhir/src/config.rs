@@ -26,30 +26,12 @@ impl Default for FhirConfig {
     }
 }
 
-/// `{ partner = "EHR_A", sha256 = "…" }`: one partner's bearer token.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    pub partner: String,
-    /// `printf %s "$TOKEN" | sha256sum`.
-    pub sha256: String,
-}
+pub use hub_core::tokens::TokenConfig;
 
 impl FhirConfig {
     /// Problems an operator must fix before the hub starts.
     pub fn check(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            if t.sha256.len() != 64 || !t.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
-                out.push(format!(
-                    "fhir.tokens[{i}] (partner {:?}): sha256 must be 64 hex digits, the SHA-256 of the token",
-                    t.partner
-                ));
-            }
-            if t.partner.trim().is_empty() {
-                out.push(format!("fhir.tokens[{i}]: partner is empty"));
-            }
-        }
+        let mut out = hub_core::tokens::check("fhir", &self.tokens);
         if self.max_body_bytes < 1024 {
             out.push("fhir.max_body_bytes: at least 1024".into());
         }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use hub_core::mapping::{LoadError, MappingSet};
 use hub_core::sink::BoxFuture;
 use hub_core::{Connector, ConnectorError, Decoded, Hub, Inbound};
-use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::FhirConfig;
@@ -37,26 +36,9 @@ impl FhirConnector {
         &self.config
     }
 
-    /// The partner a bearer token belongs to. Compared as SHA-256 digests
-    /// in constant time, so the tokens themselves are never kept.
+    /// The partner a bearer token belongs to.
     pub fn partner_for_token(&self, token: &str) -> Option<&str> {
-        let digest = hex::encode(Sha256::digest(token.as_bytes()));
-        let mut found = None;
-        for t in &self.config.tokens {
-            let same = t
-                .sha256
-                .to_ascii_lowercase()
-                .bytes()
-                .zip(digest.bytes())
-                .fold(t.sha256.len() ^ digest.len(), |acc, (a, b)| {
-                    acc | usize::from(a ^ b)
-                })
-                == 0;
-            if same && found.is_none() {
-                found = Some(t.partner.as_str());
-            }
-        }
-        found
+        hub_core::tokens::partner_for_token(&self.config.tokens, token)
     }
 }
 

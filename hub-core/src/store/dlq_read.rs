@@ -218,6 +218,17 @@ pub(crate) async fn open_ids(pool: &Pool, code: &str) -> Result<Vec<i64>, StoreE
     .map_err(StoreError::read("open_dead_letter_ids")))
 }
 
+/// Ids of the open dead letters of message `row`, oldest first.
+pub(crate) async fn open_ids_of_message(pool: &Pool, row: i64) -> Result<Vec<i64>, StoreError> {
+    on_db!(pool, |p| sqlx::query_scalar(
+        "SELECT id FROM dead_letters WHERE status = 'open' AND message_row = $1 ORDER BY id"
+    )
+    .bind(row)
+    .fetch_all(p)
+    .await
+    .map_err(StoreError::read("open_dead_letters_of_message")))
+}
+
 /// Where a broker dead letter of one of our events goes again: the
 /// delivered outbox row of its event with the same routing key, else the
 /// event's only delivered row. `None` when it names no event of ours or

@@ -387,6 +387,11 @@ impl Store {
         dlq_read::open_ids(&self.pool, code).await
     }
 
+    /// Ids of the open dead letters of the message stored as `row`.
+    pub async fn open_dead_letters_of_message(&self, row: i64) -> Result<Vec<i64>, StoreError> {
+        dlq_read::open_ids_of_message(&self.pool, row).await
+    }
+
     /// Audit records about `subject` (e.g. `dead_letter:7`), oldest first.
     pub async fn audit_records(&self, subject: &str) -> Result<Vec<AuditRecord>, StoreError> {
         dlq_read::audit_for(&self.pool, subject).await
