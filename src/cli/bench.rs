@@ -258,7 +258,7 @@ pub async fn mllp(b: MllpBench) -> anyhow::Result<std::process::ExitCode> {
 
 /// Sends the sample's order to `to`; it must be accepted (AA, also as a
 /// repeat from an earlier run).
-async fn register_sample(to: &str) -> anyhow::Result<()> {
+pub(crate) async fn register_sample(to: &str) -> anyhow::Result<()> {
     let stream = TcpStream::connect(to)
         .await
         .with_context(|| format!("connecting to {to}"))?;

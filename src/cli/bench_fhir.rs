@@ -85,7 +85,13 @@ pub async fn fhir(b: FhirBench) -> anyhow::Result<std::process::ExitCode> {
         let bodies: Vec<Bytes> = (0..per_conn)
             .map(|i| Bytes::from(sample_bundle(&run, c * per_conn + i)))
             .collect();
-        tasks.push(tokio::spawn(connection(b.to, b.token.clone(), bodies)));
+        tasks.push(tokio::spawn(post_loop(
+            b.to,
+            "/fhir",
+            "application/fhir+json",
+            b.token.clone(),
+            bodies,
+        )));
     }
     let mut lat = Vec::with_capacity(b.bundles);
     let mut failed = 0usize;
@@ -132,8 +138,13 @@ pub async fn fhir(b: FhirBench) -> anyhow::Result<std::process::ExitCode> {
     })
 }
 
-async fn connection(
+/// Posts `bodies` one after the other on one kept-alive connection: the
+/// latency of each (µs), how many were not answered 200, and the first
+/// such answer.
+pub(crate) async fn post_loop(
     to: std::net::SocketAddr,
+    path: &'static str,
+    content_type: &'static str,
     token: String,
     bodies: Vec<Bytes>,
 ) -> anyhow::Result<(Vec<u32>, usize, Option<String>)> {
@@ -149,9 +160,9 @@ async fn connection(
     let mut failed = 0;
     let mut why = None;
     for body in bodies {
-        let req = Request::post("/fhir")
+        let req = Request::post(path)
             .header(HOST, &host)
-            .header(CONTENT_TYPE, "application/fhir+json")
+            .header(CONTENT_TYPE, content_type)
             .header(AUTHORIZATION, &auth)
             .header("prefer", "return=minimal")
             .body(Full::new(body))?;

@@ -3,6 +3,7 @@
 //! reject), `trace`, `send` and `bench`.
 
 mod bench;
+mod bench_files;
 mod bench_fhir;
 mod check;
 mod client;
@@ -237,6 +238,8 @@ pub enum BenchProtocol {
     AmqpBaseline(bench::AmqpBaseline),
     /// Transaction Bundles to `/fhir`; prints Bundles/s and latency.
     Fhir(bench_fhir::FhirBench),
+    /// One large CSV export to `/lims/{partner}`; prints rows/s.
+    Lims(bench_files::LimsBench),
 }
 
 /// Runs a parsed command line.
@@ -275,6 +278,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             protocol: BenchProtocol::Fhir(b),
         } => bench_fhir::fhir(b).await,
+        Command::Bench {
+            protocol: BenchProtocol::Lims(b),
+        } => bench_files::lims(b).await,
     }
 }
 
