@@ -1,5 +1,9 @@
 //! `cgthub bench lims` and `cgthub bench b2mml`: the file intakes under load.
 //!
+//! `b2mml` posts SegmentResponses of about 20 KiB (process data, equipment,
+//! personnel, materials) from C connections, each with its own id, and
+//! reports documents/s and latency.
+//!
 //! `lims` posts one CSV export of N rows (the plain dialect) to
 //! `/lims/{partner}` and reports rows/s until the hub answered (every row
 //! stored, mapped and routed) and, with `--drain`, until every event was
@@ -16,6 +20,100 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
+
+#[derive(Debug, clap::Args)]
+pub struct B2mmlBench {
+    /// The hub's HTTP address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    to: std::net::SocketAddr,
+    /// The hub's MLLP address (the sample therapy is registered there first).
+    #[arg(long, default_value = "127.0.0.1:2575")]
+    mllp: String,
+    /// A bearer token of the partner's (`[b2mml] tokens`).
+    #[arg(long, env = "CGTHUB_B2MML_TOKEN")]
+    token: String,
+    /// Concurrent connections (one document in flight each).
+    #[arg(long, short = 'c', default_value_t = 32)]
+    connections: usize,
+    /// Documents in all.
+    #[arg(long, short = 'n', default_value_t = 20_000)]
+    documents: usize,
+    /// Size of each document, KiB.
+    #[arg(long, default_value_t = 20)]
+    kib: usize,
+    /// Wait until the outbox is empty and report the delivered rate too.
+    #[arg(long)]
+    drain: bool,
+}
+
+pub async fn b2mml(b: B2mmlBench) -> anyhow::Result<std::process::ExitCode> {
+    anyhow::ensure!(b.connections > 0, "--connections must be at least 1");
+    super::bench::register_sample(&b.mllp).await?;
+    let run = format!("{:08x}", rand::random::<u32>());
+    let (doc, _, _) = cgthub_b2mml::testdata::segment_response(b.kib);
+    let per_conn = b.documents.div_ceil(b.connections);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..b.connections {
+        let bodies: Vec<Bytes> = (0..per_conn)
+            .map(|i| {
+                Bytes::from(doc.replacen(
+                    "SR-EXP-0042",
+                    &format!("SR-{run}-{}", c * per_conn + i),
+                    1,
+                ))
+            })
+            .collect();
+        tasks.push(tokio::spawn(super::bench_fhir::post_loop(
+            b.to,
+            "/b2mml/mes",
+            "application/xml",
+            b.token.clone(),
+            bodies,
+        )));
+    }
+    let mut lat = Vec::with_capacity(b.documents);
+    let (mut failed, mut first) = (0usize, None);
+    for t in tasks {
+        let (l, f, why) = t.await??;
+        lat.extend(l);
+        failed += f;
+        first = first.or(why);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort_unstable();
+    let n = lat.len();
+    let q = |p: f64| super::bench::quantile_ms(&lat, p);
+    println!(
+        "cgthub bench b2mml: {n} SegmentResponses ({} B each) over {} connections",
+        doc.len(),
+        b.connections
+    );
+    println!(
+        "  {:.0} documents/s, {:.1} MB/s, {secs:.2} s; latency ms: p50 {:.2}, p99 {:.2}, max {:.2}; not 200: {failed}",
+        n as f64 / secs,
+        (n * doc.len()) as f64 / secs / 1e6,
+        q(0.5),
+        q(0.99),
+        q(1.0)
+    );
+    if let Some(why) = first {
+        println!("  first failure: {why}");
+    }
+    if b.drain {
+        let drained = super::bench::wait_drained_at(b.to).await?;
+        let total = drained.duration_since(start).as_secs_f64();
+        println!(
+            "  delivered end to end: {:.0} documents/s ({total:.2} s until the outbox was empty)",
+            n as f64 / total
+        );
+    }
+    Ok(if failed == 0 {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
 
 #[derive(Debug, clap::Args)]
 pub struct LimsBench {

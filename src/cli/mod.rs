@@ -3,8 +3,8 @@
 //! reject), `trace`, `send` and `bench`.
 
 mod bench;
-mod bench_files;
 mod bench_fhir;
+mod bench_files;
 mod check;
 mod client;
 mod dlq;
@@ -240,6 +240,8 @@ pub enum BenchProtocol {
     Fhir(bench_fhir::FhirBench),
     /// One large CSV export to `/lims/{partner}`; prints rows/s.
     Lims(bench_files::LimsBench),
+    /// SegmentResponses to `/b2mml/mes`; prints documents/s and latency.
+    B2mml(bench_files::B2mmlBench),
 }
 
 /// Runs a parsed command line.
@@ -281,6 +283,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             protocol: BenchProtocol::Lims(b),
         } => bench_files::lims(b).await,
+        Command::Bench {
+            protocol: BenchProtocol::B2mml(b),
+        } => bench_files::b2mml(b).await,
     }
 }
 
