@@ -3,7 +3,7 @@
 //!
 //! A file is streamed, never held whole: a blocking thread reads it, cuts
 //! it into chunks of up to 1,000 records and maps each row, two chunks
-//! ahead at most; each chunk's good rows go into the store as one message
+//! ahead at most, with three more in the store's queue; each chunk's good rows go into the store as one message
 //! (one group commit for a thousand results), and each bad row as a
 //! message of its own (the header and that row), failed with its row
 //! number, column and reason, so it is a dead letter an operator can find
@@ -13,6 +13,7 @@
 //! a file (or the unchanged part of a corrected one) taken twice is
 //! answered as a duplicate and processed once.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -27,7 +28,7 @@ use cgthub_lims_csv::{Chunk, FileError, LimsCsvConnector, RowOutcome};
 use hub_core::error::Stage;
 use hub_core::inbox::{self, DropFolder, Dropped, Settled};
 use hub_core::store::StoreError;
-use hub_core::{Decoded, Hub, Inbound, Outcome, Problem, TherapyEvent};
+use hub_core::{Decoded, Hub, Inbound, Outcome, Problem, Receipt, TherapyEvent};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -131,10 +132,19 @@ pub async fn take_file(
     };
     let mut report = FileReport::default();
     let mut result = Ok(());
+    // Chunks in the store's queue at once: while one commits the next is
+    // already waiting, so the writer's group commits take several at a
+    // time. Their answers are handled in file order.
+    let mut inflight: VecDeque<Started> = VecDeque::new();
     while let Some(piece) = rx.recv().await {
         let r = match piece {
             Piece::Chunk(chunk, rows) => {
-                take_chunk(hub, conn, &chunk, rows, partner, origin, &mut report).await
+                inflight.push_back(start_chunk(hub, chunk, rows, partner, origin, &mut report));
+                if inflight.len() < IN_FLIGHT {
+                    continue;
+                }
+                let front = inflight.pop_front().expect("one in flight");
+                finish_chunk(hub, conn, front, partner, origin, &mut report).await
             }
             Piece::Failed(problem, kept) => {
                 let inbound = Inbound::new(
@@ -158,6 +168,12 @@ pub async fn take_file(
         }
     }
     drop(rx);
+    while let Some(front) = inflight.pop_front() {
+        let r = finish_chunk(hub, conn, front, partner, origin, &mut report).await;
+        if result.is_ok() {
+            result = r;
+        }
+    }
     let _ = reader.await;
     result.map(|()| report)
 }
@@ -241,16 +257,28 @@ fn message(
     (inbound, Decoded::Events(events))
 }
 
-/// One chunk: its good rows as one message, each bad row as its own.
-async fn take_chunk(
+/// Chunks submitted before the first one's answer is awaited.
+const IN_FLIGHT: usize = 3;
+
+/// A chunk whose good rows were handed to the store.
+struct Started {
+    chunk: Chunk,
+    good: Vec<u64>,
+    bad: Vec<(u64, Problem)>,
+    events: u64,
+    submitted: Option<tokio::task::JoinHandle<Result<(Receipt, Option<Problem>), StoreError>>>,
+}
+
+/// Hands a chunk's good rows to the store as one message (each bad row
+/// becomes its own message when the chunk is finished).
+fn start_chunk(
     hub: &Hub,
-    conn: &LimsCsvConnector,
-    chunk: &Chunk,
+    chunk: Chunk,
     rows: Vec<RowOutcome>,
     partner: &str,
     origin: &str,
     report: &mut FileReport,
-) -> Result<(), StoreError> {
+) -> Started {
     report.rows += chunk.rows;
     let mut events = Vec::new();
     let mut good = Vec::new();
@@ -264,17 +292,50 @@ async fn take_chunk(
             Err(p) => bad.push((r.row, p)),
         }
     }
-    if !good.is_empty() {
-        let n_events = events.len() as u64;
+    let n_events = events.len() as u64;
+    let submitted = (!good.is_empty()).then(|| {
         let label = format!("{origin} rows {}-{}", good[0], good[good.len() - 1]);
         let (inbound, decoded) = message(chunk.payload.clone(), partner, label, events);
-        let (receipt, problem) = hub.submit_explained(inbound, decoded).await?;
+        let hub = hub.clone();
+        tokio::spawn(async move { hub.submit_explained(inbound, decoded).await })
+    });
+    Started {
+        chunk,
+        good,
+        bad,
+        events: n_events,
+        submitted,
+    }
+}
+
+/// Counts a started chunk's answer; a chunk refused as a whole is taken
+/// again row by row; its bad rows are kept as their own messages.
+async fn finish_chunk(
+    hub: &Hub,
+    conn: &LimsCsvConnector,
+    st: Started,
+    partner: &str,
+    origin: &str,
+    report: &mut FileReport,
+) -> Result<(), StoreError> {
+    let Started {
+        chunk,
+        good,
+        bad,
+        events,
+        submitted,
+    } = st;
+    if let Some(task) = submitted {
+        let (receipt, problem) = task.await.map_err(|e| StoreError::Invalid {
+            op: "lims_chunk",
+            reason: format!("the chunk's submission panicked: {e}"),
+        })??;
         report.messages += 1;
         match &receipt.outcome {
             Outcome::Accepted { .. } => {
                 report.duplicate_messages += u64::from(receipt.duplicate);
                 report.accepted_rows += good.len() as u64;
-                report.events += n_events;
+                report.events += events;
                 report.held += receipt.held as u64;
             }
             _ => {
@@ -289,7 +350,7 @@ async fn take_chunk(
                     "LIMS chunk refused as a whole; taken row by row"
                 );
                 for row in &good {
-                    take_row(hub, conn, chunk, *row, partner, origin, report).await?;
+                    take_row(hub, conn, &chunk, *row, partner, origin, report).await?;
                 }
                 for dl in hub
                     .store()
@@ -304,7 +365,7 @@ async fn take_chunk(
         }
     }
     for (row, p) in bad {
-        fail_row(hub, conn, chunk, row, p, partner, origin, report).await?;
+        fail_row(hub, conn, &chunk, row, p, partner, origin, report).await?;
     }
     Ok(())
 }
