@@ -260,13 +260,16 @@ fn message(
 /// Chunks submitted before the first one's answer is awaited.
 const IN_FLIGHT: usize = 3;
 
+/// The store's answer to a chunk.
+type Submitted = Result<(Receipt, Option<Problem>), StoreError>;
+
 /// A chunk whose good rows were handed to the store.
 struct Started {
     chunk: Chunk,
     good: Vec<u64>,
     bad: Vec<(u64, Problem)>,
     events: u64,
-    submitted: Option<tokio::task::JoinHandle<Result<(Receipt, Option<Problem>), StoreError>>>,
+    submitted: Option<tokio::task::JoinHandle<Submitted>>,
 }
 
 /// Hands a chunk's good rows to the store as one message (each bad row
