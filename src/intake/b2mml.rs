@@ -102,7 +102,6 @@ fn too_large(max: u64, kept: usize) -> Problem {
     )
 }
 
-/// Keeps a refused body with its reason, then answers `status`.
 async fn refuse(
     st: &St,
     bytes: Bytes,
@@ -111,22 +110,15 @@ async fn refuse(
     p: Problem,
     status: u16,
 ) -> Response {
-    let inbound = Inbound::new(
-        cgthub_b2mml::KIND,
-        partner,
-        "application/xml",
-        None,
+    h::refuse(
+        &st.hub,
+        (cgthub_b2mml::KIND, "application/xml"),
         bytes,
-        origin,
-    );
-    match st
-        .hub
-        .submit_explained(inbound, Decoded::Rejected(p.clone()))
-        .await
-    {
-        Ok((receipt, _)) => h::refused(&receipt, &p, status),
-        Err(e) => h::unavailable(&e),
-    }
+        (partner, origin),
+        p,
+        status,
+    )
+    .await
 }
 
 /// Watches the partners' drop folders until `shutdown`.

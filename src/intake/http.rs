@@ -146,6 +146,27 @@ pub fn refused(receipt: &Receipt, p: &Problem, status: u16) -> Response {
     problem_with(status, p.reason.clone(), receipt_json(receipt, Some(p)))
 }
 
+/// Keeps a body refused before its connector saw it (too large, wrong
+/// content type) with its reason, as a rejected message of connector
+/// `kind`, and answers `status`.
+pub async fn refuse(
+    hub: &hub_core::Hub,
+    (kind, content_type): (&'static str, &'static str),
+    bytes: Bytes,
+    (partner, origin): (&str, &str),
+    p: Problem,
+    status: u16,
+) -> Response {
+    let inbound = hub_core::Inbound::new(kind, partner, content_type, None, bytes, origin);
+    match hub
+        .submit_explained(inbound, hub_core::Decoded::Rejected(p.clone()))
+        .await
+    {
+        Ok((receipt, _)) => refused(&receipt, &p, status),
+        Err(e) => unavailable(&e),
+    }
+}
+
 /// The store could not take the message: nothing was kept, send again.
 pub fn unavailable(e: &hub_core::store::StoreError) -> Response {
     tracing::error!(error = %e, "store unavailable; request refused");

@@ -648,22 +648,15 @@ async fn refuse(
     p: Problem,
     status: u16,
 ) -> Response {
-    let inbound = Inbound::new(
-        cgthub_lims_csv::KIND,
-        partner,
-        cgthub_lims_csv::CONTENT_TYPE,
-        None,
+    h::refuse(
+        &st.hub,
+        (cgthub_lims_csv::KIND, cgthub_lims_csv::CONTENT_TYPE),
         bytes,
-        origin,
-    );
-    match st
-        .hub
-        .submit_explained(inbound, Decoded::Rejected(p.clone()))
-        .await
-    {
-        Ok((receipt, _)) => h::refused(&receipt, &p, status),
-        Err(e) => h::unavailable(&e),
-    }
+        (partner, origin),
+        p,
+        status,
+    )
+    .await
 }
 
 /// Watches the partners' drop folders until `shutdown`.
