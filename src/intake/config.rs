@@ -125,3 +125,48 @@ impl<S: Section> FileIntakeConfig<S> {
 pub fn inbox_root(data_dir: &Path, kind: &str) -> PathBuf {
     data_dir.join("inbox").join(kind)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_section_has_its_partner_and_limit_and_mistakes_are_named() {
+        let b = FileIntakeConfig::<B2mmlSection>::default();
+        let l = FileIntakeConfig::<LimsSection>::default();
+        assert_eq!(
+            (b.partners[0].as_str(), b.max_body_bytes),
+            ("mes", 16 << 20)
+        );
+        assert_eq!(
+            (l.partners[0].as_str(), l.max_body_bytes),
+            ("lims", 1 << 30)
+        );
+        assert!(b.check().is_empty() && l.check().is_empty());
+        assert_eq!(
+            l.drop_folder(Path::new("data")).partner_dir("lims"),
+            Path::new("data/inbox/lims/lims")
+        );
+
+        // A key left out keeps the section's default.
+        let partial: FileIntakeConfig<LimsSection> =
+            toml::from_str("partners = [\"lab-2\", \"../etc\"]\ntokens = [{ partner = \"other\", sha256 = \"00\" }]").unwrap();
+        assert_eq!(partial.max_body_bytes, 1 << 30);
+        let errs = partial.check();
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("\"../etc\" is not usable as a folder name")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("partner \"other\" is not in lims.partners")),
+            "{errs:?}"
+        );
+        assert!(
+            errs.iter().any(|e| e.starts_with("lims.tokens[0]")),
+            "{errs:?}"
+        );
+        assert!(toml::from_str::<FileIntakeConfig<B2mmlSection>>("partner = [\"x\"]").is_err());
+    }
+}
