@@ -210,18 +210,18 @@ mod tests {
     fn a_document_without_a_mapping_for_the_partner_fails_and_keeps_its_id() {
         let (inbound, decoded) = connector().translate(
             Bytes::from_static(
-                b"<MaterialSubLot xmlns=\"http://www.mesa.org/xml/B2MML-V0600\"><ID>BAG-1</ID></MaterialSubLot>",
+                b"<MaterialInformation xmlns=\"http://www.mesa.org/xml/B2MML-V0600\"><ID>MI-1</ID></MaterialInformation>",
             ),
             "test",
             None,
         );
         assert_eq!(inbound.partner, UNKNOWN_PARTNER);
-        assert_eq!(inbound.message_id.as_deref(), Some("BAG-1"));
+        assert_eq!(inbound.message_id.as_deref(), Some("MI-1"));
         let Decoded::Failed(p) = decoded else {
             panic!("expected a failure, got {decoded:?}")
         };
         assert_eq!(p.code, codes::NO_MAPPING);
-        assert!(p.reason.contains("\"MaterialSubLot\""), "{}", p.reason);
+        assert!(p.reason.contains("\"MaterialInformation\""), "{}", p.reason);
         assert_eq!(http_status(&p), 422);
     }
 
