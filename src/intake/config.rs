@@ -86,6 +86,18 @@ impl<S: Section> FileIntakeConfig<S> {
         }
     }
 
+    /// The drop folders, made (with `processed/` and `rejected/`), and how
+    /// often to look at them; `None`, logged, when they cannot be made.
+    pub fn ready_folders(&self, data_dir: &Path) -> Option<(DropFolder, Duration)> {
+        let folder = self.drop_folder(data_dir);
+        if let Err(e) = folder.prepare() {
+            tracing::error!(section = S::NAME, folder = %folder.root.display(), error = %e, "drop folders cannot be made; not watching them");
+            return None;
+        }
+        tracing::info!(section = S::NAME, folder = %folder.root.display(), partners = ?self.partners, "drop folders watched");
+        Some((folder, Duration::from_millis(self.poll_ms)))
+    }
+
     /// Problems an operator must fix before the hub starts.
     pub fn check(&self) -> Vec<String> {
         let section = S::NAME;

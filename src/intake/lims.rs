@@ -667,13 +667,9 @@ pub async fn watch(
     data_dir: &Path,
     shutdown: CancellationToken,
 ) {
-    let folder = cfg.drop_folder(data_dir);
-    if let Err(e) = folder.prepare() {
-        tracing::error!(folder = %folder.root.display(), error = %e, "LIMS drop folders cannot be made; not watching them");
+    let Some((folder, poll)) = cfg.ready_folders(data_dir) else {
         return;
-    }
-    tracing::info!(folder = %folder.root.display(), partners = ?cfg.partners, "LIMS drop folders watched");
-    let poll = std::time::Duration::from_millis(cfg.poll_ms);
+    };
     let max = cfg.max_body_bytes;
     inbox::watch(folder, poll, shutdown, move |file: Dropped| {
         let (hub, conn) = (hub.clone(), conn.clone());
