@@ -163,6 +163,29 @@ fn a_lab_posts_an_export_and_the_same_export_again_is_a_duplicate() {
     );
 
     assert_eq!(post(&fixture("lims_plain.csv"), "Bearer wrong").0, 401);
+
+    // Not CSV: refused in HTTP's terms, and kept with its reason.
+    let (status, _, text) = http_request(
+        hub.http,
+        "POST",
+        "/lims/lims",
+        &[
+            ("Authorization", &auth),
+            ("Content-Type", "application/json"),
+        ],
+        b"{\"sample\": 1}",
+    )
+    .expect("an answer");
+    assert_eq!(status, 415, "{text}");
+    let dead = dlq(&hub);
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0]["code"], "unsupported_media_type");
+    let shown = hub.cli(&["dlq", "show", &dead[0]["id"].to_string()]);
+    assert!(
+        String::from_utf8_lossy(&shown.stdout).contains("sample"),
+        "{}",
+        String::from_utf8_lossy(&shown.stdout)
+    );
 }
 
 #[test]

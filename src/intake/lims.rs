@@ -535,7 +535,11 @@ async fn post_file(
             "unsupported_media_type",
             "LIMS exports are taken as text/csv",
         );
-        return refuse(&st, Bytes::new(), &partner, &origin, p, 415).await;
+        // Kept with the reason: the first 4 KiB of what was sent.
+        let head = h::read_limited(body, KEEP_OF_OVERSIZE as u64)
+            .await
+            .unwrap_or_else(|head| head);
+        return refuse(&st, head, &partner, &origin, p, 415).await;
     }
     let dir = st.folder.partner_dir(&partner);
     if let Err(e) = std::fs::create_dir_all(&dir) {
