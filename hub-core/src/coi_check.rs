@@ -72,6 +72,7 @@ mod tests {
                 logger_id: "LOG-7".into(),
                 celsius: -150.5,
                 tracking_number: None,
+                profile: None,
             }),
             coi: coi.map(str::to_string),
             order_id: None,

@@ -217,7 +217,7 @@ pub struct CollectionCompleted {
     pub cell_count: Option<Quantity>,
 }
 
-/// `custody.transferred`.
+/// `custody.transferred`: the material changed hands.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CustodyTransferred {
@@ -227,8 +227,13 @@ pub struct CustodyTransferred {
     pub location: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// Who signed for it (a person's role or badge, as the partner gives it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signed_by: Option<String>,
+    /// How the receiver checked the material's identity (`label_scan`,
+    /// `two_person_check`, `signature`), as the partner reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity_verified_by: Option<String>,
 }
 
 /// `shipment.created`.
@@ -251,7 +256,8 @@ pub struct ShipmentCreated {
     pub container: Option<String>,
 }
 
-/// `shipment.status`.
+/// `shipment.status`: one courier scan. The event's `occurred_at` is the
+/// scan's own time, so late or out-of-order scans sort where they belong.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ShipmentStatus {
@@ -266,6 +272,13 @@ pub struct ShipmentStatus {
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// The courier's estimated delivery time, as of this scan.
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub eta: Option<DateTime<Utc>>,
 }
 
 /// `shipment.delivered`.
@@ -280,7 +293,7 @@ pub struct ShipmentDelivered {
     pub location: Option<String>,
 }
 
-/// `temperature.reading`.
+/// `temperature.reading`: one logger reading at the event's `occurred_at`.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureReading {
@@ -288,28 +301,43 @@ pub struct TemperatureReading {
     pub celsius: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// The cold-chain profile the shipper set the logger to
+    /// (`fresh_apheresis`, `cryopreserved`), when the logger reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
-/// `temperature.excursion`.
+/// `temperature.excursion`: readings left the profile's range beyond its
+/// tolerance. Raised when it opens (`ended_at` absent) and again when it
+/// closes.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemperatureExcursion {
     pub logger_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tracking_number: Option<String>,
+    /// The profile whose range was left.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_low_celsius: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_high_celsius: Option<f64>,
+    /// The reading furthest outside the range.
     pub peak_celsius: f64,
+    /// The first reading outside the range.
     #[serde(with = "rfc3339::utc")]
     pub started_at: DateTime<Utc>,
+    /// The first reading back inside; absent while it lasts.
     #[serde(
         default,
         with = "rfc3339::utc_opt",
         skip_serializing_if = "Option::is_none"
     )]
     pub ended_at: Option<DateTime<Utc>>,
+    /// From start to end (or to the last reading, while open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration_seconds: Option<i64>,
 }
 
 /// `material.received`.
@@ -574,6 +602,16 @@ pub struct AlertRaised {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub related_event_id: Option<String>,
+    /// When it will be too late (a viability window's end).
+    #[serde(
+        default,
+        with = "rfc3339::utc_opt",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub deadline: Option<DateTime<Utc>>,
+    /// The shipment it is about, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking_number: Option<String>,
     /// Identity alerts: each identifier involved, the COI the registry
     /// ties it to and where that link came from.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

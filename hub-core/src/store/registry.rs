@@ -1191,6 +1191,8 @@ pub(crate) fn alert_for(
             severity: "critical".into(),
             message: message.to_string(),
             related_event_id: Some(about.event_id.hyphenated().to_string()),
+            deadline: None,
+            tracking_number: None,
             links: disagreements
                 .iter()
                 .map(|d| AlertLink {

@@ -79,6 +79,7 @@ impl Connector for FlakyConnector {
                 logger_id: "LOG-7".into(),
                 celsius: -150.5,
                 tracking_number: None,
+                profile: None,
             }),
             coi: Some(coi.to_string()).filter(|c| !c.is_empty()),
             order_id: None,

@@ -334,6 +334,7 @@ pub fn event(coi: &str) -> TherapyEvent {
             logger_id: "LOG-7".into(),
             celsius: -150.5,
             tracking_number: None,
+            profile: None,
         }),
         coi: Some(coi.into()),
         order_id: Some("ORD-1".into()),
