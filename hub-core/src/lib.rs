@@ -26,6 +26,7 @@
 //! - [`error`]: stages and error classes shared by all of the above.
 
 pub mod coi_check;
+pub mod coldchain;
 pub mod connector;
 pub mod dead_letters;
 pub mod error;

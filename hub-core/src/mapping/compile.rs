@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use toml::Spanned;
 
-use super::convert::{Convert, Zone};
+use super::convert::{Convert, TimeFormat, Zone};
 use super::document::Format;
 use super::spec::{EventSpec, FieldSpec, IdentitySpec, MapRef, MappingFile};
 use super::LoadError;
@@ -62,6 +62,8 @@ pub(super) struct Field<F: Format> {
     pub source: Source<F>,
     pub map: Option<Arc<ValueMap>>,
     pub convert: Option<Convert>,
+    /// With `convert = "timestamp"`: the partner's own layout.
+    pub time_format: Option<TimeFormat>,
     pub default: Option<Value>,
     pub required: bool,
     pub shape: Shape<F>,
@@ -72,6 +74,18 @@ pub(super) enum Source<F: Format> {
     Paths(Vec<(String, F::Path)>),
     Const(Value),
     Nested,
+    /// `concat`: pieces joined into one value.
+    Concat(Concat<F>),
+}
+
+/// A compiled `concat` (see [`super::spec`]).
+#[derive(Debug)]
+pub(super) struct Concat<F: Format> {
+    /// `concat(0/date, 0/time)`, for errors.
+    pub label: String,
+    pub parts: Vec<(String, F::Path)>,
+    /// With a separator, pieces without a value are left out.
+    pub separator: Option<String>,
 }
 
 #[derive(Debug)]
@@ -199,6 +213,7 @@ fn event_rule<F: Format>(ctx: &Ctx, e: &EventSpec) -> Result<EventRule<F>, LoadE
             source: Source::Const(Value::String(text.clone())),
             map: None,
             convert: None,
+            time_format: None,
             default: None,
             required: true,
             shape: Shape::Scalar,
@@ -287,7 +302,7 @@ fn check_kinds<F: Format>(
     if let Some(m) = &kind.map {
         names.extend(m.entries.iter().map(|(_, v)| v));
         names.extend(m.fallback.iter());
-    } else if matches!(kind.source, Source::Paths(_)) {
+    } else if matches!(kind.source, Source::Paths(_) | Source::Concat(_)) {
         return Err(ctx.err(
             spec.span(),
             "a kind read from the message needs a map to event kinds",
@@ -335,18 +350,22 @@ fn field<F: Format>(
     let s = spec.get_ref();
     let sources = usize::from(s.path.is_some())
         + usize::from(!s.paths.is_empty())
-        + usize::from(s.value.is_some());
+        + usize::from(s.value.is_some())
+        + usize::from(!s.concat.is_empty());
     if sources > 1 {
         return Err(ctx.err(
             span,
-            format!("{name}: give only one of path, paths or value"),
+            format!("{name}: give only one of path, paths, value or concat"),
         ));
     }
     if sources == 0 && s.fields.is_none() {
         return Err(ctx.err(
             span,
-            format!("{name}: needs a path, paths, value or fields"),
+            format!("{name}: needs a path, paths, value, concat or fields"),
         ));
+    }
+    if s.separator.is_some() && s.concat.is_empty() {
+        return Err(ctx.err(span, format!("{name}: separator goes with concat")));
     }
     if s.foreach.is_some() && s.fields.is_none() {
         return Err(ctx.err(span, format!("{name}: foreach needs fields")));
@@ -355,6 +374,16 @@ fn field<F: Format>(
         Source::Const(toml_to_json(v.clone()))
     } else if s.fields.is_some() && sources == 0 {
         Source::Nested
+    } else if !s.concat.is_empty() {
+        Source::Concat(Concat {
+            label: format!("concat({})", s.concat.join(", ")),
+            parts: s
+                .concat
+                .iter()
+                .map(|t| path::<F>(ctx, t, span.clone()))
+                .collect::<Result<_, _>>()?,
+            separator: s.separator.clone(),
+        })
     } else {
         let texts = s.path.iter().chain(s.paths.iter());
         Source::Paths(
@@ -372,7 +401,7 @@ fn field<F: Format>(
         }
         Some(MapRef::Inline(t)) => Some(Arc::new(value_map(format!("{name} (inline)"), t.clone()))),
     };
-    let convert = match &s.convert {
+    let mut convert = match &s.convert {
         None => None,
         Some(c) => Some(Convert::parse(c).ok_or_else(|| {
             ctx.err(
@@ -383,6 +412,22 @@ fn field<F: Format>(
                 ),
             )
         })?),
+    };
+    let time_format = match &s.time_format {
+        None => None,
+        Some(t) => {
+            if convert.is_some_and(|c| c != Convert::Timestamp) {
+                return Err(ctx.err(
+                    span,
+                    format!("{name}: time_format goes with convert = \"timestamp\""),
+                ));
+            }
+            convert = Some(Convert::Timestamp);
+            Some(
+                TimeFormat::parse(t)
+                    .map_err(|e| ctx.err(span.clone(), format!("{name}: time_format {e}")))?,
+            )
+        }
     };
     let shape = match (&s.fields, &s.foreach) {
         (None, _) => Shape::Scalar,
@@ -409,6 +454,7 @@ fn field<F: Format>(
         source,
         map,
         convert,
+        time_format,
         default: s.default.clone().map(toml_to_json),
         required: s.required,
         shape,

@@ -6,6 +6,7 @@
 
 use std::borrow::Cow;
 
+use chrono::format::{Fixed, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, FixedOffset, LocalResult, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde_json::Value;
 
@@ -348,6 +349,84 @@ pub fn parse_timestamp(t: &str, tz: &Zone) -> Result<DateTime<Utc>, String> {
     }
 }
 
+/// A partner's own time layout (`time_format = "…"`, chrono strftime),
+/// compiled when the mapping loads.
+#[derive(Debug, Clone)]
+pub struct TimeFormat {
+    text: String,
+    items: Vec<Item<'static>>,
+    /// The layout reads an offset: the value is a time with its offset, not
+    /// a local time in the mapping's zone.
+    with_offset: bool,
+}
+
+impl TimeFormat {
+    /// Compiles a strftime layout, or says what is wrong with it.
+    pub fn parse(text: &str) -> Result<TimeFormat, String> {
+        let items = StrftimeItems::new(text)
+            .parse_to_owned()
+            .map_err(|_| format!("{text:?} is not a valid strftime format"))?;
+        let mut with_offset = false;
+        for item in &items {
+            match item {
+                Item::Error => return Err(format!("{text:?} is not a valid strftime format")),
+                Item::Fixed(Fixed::TimezoneName) => {
+                    return Err(format!(
+                    "{text:?}: %Z (a zone name) cannot be read; use %z or the mapping's timezone"
+                ))
+                }
+                Item::Fixed(
+                    Fixed::TimezoneOffset
+                    | Fixed::TimezoneOffsetColon
+                    | Fixed::TimezoneOffsetDoubleColon
+                    | Fixed::TimezoneOffsetTripleColon
+                    | Fixed::TimezoneOffsetColonZ
+                    | Fixed::TimezoneOffsetZ
+                    | Fixed::RFC2822
+                    | Fixed::RFC3339,
+                ) => with_offset = true,
+                // `%#z` (offset, minutes optional) is one of chrono's internal items.
+                Item::Fixed(Fixed::Internal(i)) if format!("{i:?}").contains("TimezoneOffset") => {
+                    with_offset = true
+                }
+                _ => {}
+            }
+        }
+        if !items.iter().any(|i| {
+            matches!(
+                i,
+                Item::Numeric(..) | Item::Fixed(Fixed::RFC2822 | Fixed::RFC3339)
+            )
+        }) {
+            return Err(format!("{text:?} has no date or time field"));
+        }
+        Ok(TimeFormat {
+            text: text.to_string(),
+            items,
+            with_offset,
+        })
+    }
+
+    /// The layout as written in the mapping.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// Reads `t` in this layout: with its own offset, or in `tz`.
+    pub fn read(&self, t: &str, tz: &Zone) -> Result<DateTime<Utc>, String> {
+        let mismatch = |e: chrono::format::ParseError| {
+            format!("{t:?} does not match time_format {:?}: {e}", self.text)
+        };
+        let mut parsed = Parsed::new();
+        chrono::format::parse(&mut parsed, t, self.items.iter()).map_err(mismatch)?;
+        if self.with_offset {
+            Ok(parsed.to_datetime().map_err(mismatch)?.with_timezone(&Utc))
+        } else {
+            tz.resolve(parsed.to_naive_datetime_with_offset(0).map_err(mismatch)?)
+        }
+    }
+}
+
 fn parse_date(t: &str) -> Result<NaiveDate, String> {
     if t.len() >= 10 && t.as_bytes().get(4) == Some(&b'-') {
         return NaiveDate::parse_from_str(&t[..10], "%Y-%m-%d")
@@ -407,6 +486,42 @@ mod tests {
             assert!(e.contains(bad), "{e}");
         }
         assert!(Zone::parse("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn time_formats_read_partner_layouts() {
+        let utc = Zone::default();
+        let fedex = TimeFormat::parse("%Y-%m-%dT%H:%M:%S %z").unwrap();
+        let t = fedex.read("2024-08-12T15:18:10 -0500", &utc).unwrap();
+        assert_eq!(t.to_rfc3339(), "2024-08-12T20:18:10+00:00");
+        // Without an offset in the layout, the mapping's zone applies.
+        let local = TimeFormat::parse("%d/%m/%Y %H:%M").unwrap();
+        let paris = Zone::parse("Europe/Paris").unwrap();
+        let t = local.read("02/07/2025 12:00", &paris).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-07-02T10:00:00+00:00");
+        let colon = TimeFormat::parse("%Y%m%d%H%M%S%:z").unwrap();
+        let t = colon.read("20250819081559-05:00", &utc).unwrap();
+        assert_eq!(t.to_rfc3339(), "2025-08-19T13:15:59+00:00");
+        // A value in another layout names the layout.
+        let e = fedex.read("2024-08-12T15:18:10", &utc).unwrap_err();
+        assert!(
+            e.contains("does not match time_format \"%Y-%m-%dT%H:%M:%S %z\""),
+            "{e}"
+        );
+        let e = local.read("2025-07-02", &paris).unwrap_err();
+        assert!(e.contains("\"2025-07-02\""), "{e}");
+    }
+
+    #[test]
+    fn bad_time_formats_are_refused() {
+        for (bad, says) in [
+            ("%Y-%m-%Q", "not a valid strftime format"),
+            ("%Y-%m-%d %H:%M %Z", "%Z"),
+            ("at noon", "no date or time field"),
+        ] {
+            let e = TimeFormat::parse(bad).unwrap_err();
+            assert!(e.contains(says), "{bad:?}: {e}");
+        }
     }
 
     #[test]

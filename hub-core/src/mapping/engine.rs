@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::compile::{EventRule, Field, IdentityRule, Mapping, Shape, Source};
+use super::compile::{Concat, EventRule, Field, IdentityRule, Mapping, Shape, Source};
 use super::convert::{Convert, Scalar};
 use super::document::{Document, Format};
 use super::val::{Val, ValDe};
@@ -298,7 +298,45 @@ impl<'m, 'd, D: Document> Run<'m, 'd, D> {
                 self.buf = buf;
                 v
             }
+            Source::Concat(c) => {
+                let mut buf = std::mem::take(&mut self.buf);
+                let joined = self.concat(c, scope, &mut buf);
+                buf.clear();
+                self.buf = buf;
+                match joined {
+                    Some(text) => self.convert(f, &c.label, Cow::Owned(text)),
+                    None => Ok(None),
+                }
+            }
         }
+    }
+
+    /// The first value of each piece, joined; `None` when a piece has none
+    /// (without a separator) or when every piece has none (with one).
+    fn concat(
+        &self,
+        c: &'m Concat<D::Format>,
+        scope: D::Scope,
+        buf: &mut Vec<Cow<'d, str>>,
+    ) -> Option<String> {
+        let mut out = String::new();
+        let mut pieces = 0usize;
+        for (_, p) in &c.parts {
+            buf.clear();
+            self.doc.values(p, scope, buf);
+            match buf.first() {
+                Some(v) => {
+                    if pieces > 0 {
+                        out.push_str(c.separator.as_deref().unwrap_or_default());
+                    }
+                    out.push_str(v);
+                    pieces += 1;
+                }
+                None if c.separator.is_none() => return None,
+                None => {}
+            }
+        }
+        (pieces > 0).then_some(out)
     }
 
     /// The first of `paths` that has a value (all values of a multi path).
@@ -376,7 +414,13 @@ impl<'m, 'd, D: Document> Run<'m, 'd, D> {
         path: &str,
         s: &'s str,
     ) -> Fallible<Option<Scalar<'s>>> {
-        c.apply_typed(s, &self.mapping.zone).map_err(|e| {
+        let converted = match (&f.time_format, c) {
+            (Some(layout), Convert::Timestamp) => layout
+                .read(s.trim(), &self.mapping.zone)
+                .map(|t| Some(Scalar::Time(t))),
+            _ => c.apply_typed(s, &self.mapping.zone),
+        };
+        converted.map_err(|e| {
             self.err_kind(
                 MapErrorKind::BadValue,
                 &f.name,
@@ -390,6 +434,7 @@ impl<'m, 'd, D: Document> Run<'m, 'd, D> {
 fn first_path<F: Format>(f: &Field<F>) -> Option<&str> {
     match &f.source {
         Source::Paths(p) => p.first().map(|(t, _)| t.as_str()),
+        Source::Concat(c) => Some(c.label.as_str()),
         _ => None,
     }
 }

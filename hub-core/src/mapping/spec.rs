@@ -28,9 +28,31 @@
 //! ```
 //!
 //! A field is either a path (string) or a table with: `path` or `paths`
-//! (first that has a value) or `value` (a constant); `map` (a map name or an
-//! inline table); `convert`; `default`; `required`; and `fields` (an object)
-//! with optional `foreach` (a list of objects).
+//! (first that has a value) or `value` (a constant) or `concat` (below);
+//! `map` (a map name or an inline table); `convert`; `time_format` (below);
+//! `default`; `required`; and `fields` (an object) with optional `foreach`
+//! (a list of objects).
+//!
+//! `concat = ["0/date", "0/time", "0/gmtOffset"]` builds one value from
+//! pieces: the first value of each path, joined with nothing. If any piece
+//! has no value, the field has none (a time without its offset must not pass
+//! for a whole one). With `separator = ", "` the pieces are joined with it
+//! and pieces without a value are left out (`city, state, country` when the
+//! state is missing); the field has no value only when no piece has one.
+//! `map` and `convert` then apply to the joined text as usual:
+//!
+//! ```toml
+//! occurred_at = { concat = ["0/date", "0/time", "0/gmtOffset"] }  # 20250819081559-05:00
+//! location = { concat = ["0/city", "0/state", "0/country"], separator = ", " }
+//! ```
+//!
+//! `time_format = "%Y-%m-%dT%H:%M:%S %z"` reads a timestamp in a partner's own
+//! layout (chrono strftime syntax) instead of HL7 TS / ISO 8601. It goes with
+//! `convert = "timestamp"` (implied when `convert` is absent). A format with
+//! an offset (`%z`, `%:z`, `%#z`, `%+`) reads a time with its offset; without
+//! one, the time is read in the mapping's `timezone`. A bad format is refused
+//! when the mapping loads; a value that does not match is a `bad_value`
+//! mapping error naming the format.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -150,8 +172,15 @@ pub struct FieldSpec {
     pub path: Option<String>,
     pub paths: Vec<String>,
     pub value: Option<toml::Value>,
+    /// Pieces joined into one value (see the module docs).
+    pub concat: Vec<String>,
+    /// With `concat`: the text between pieces; pieces without a value are
+    /// then left out.
+    pub separator: Option<String>,
     pub map: Option<MapRef>,
     pub convert: Option<String>,
+    /// With `convert = "timestamp"`: the partner's time layout (strftime).
+    pub time_format: Option<String>,
     pub default: Option<toml::Value>,
     pub required: bool,
     pub foreach: Option<String>,
@@ -172,8 +201,12 @@ struct FieldTable {
     #[serde(default)]
     paths: Vec<String>,
     value: Option<toml::Value>,
+    #[serde(default)]
+    concat: Vec<String>,
+    separator: Option<String>,
     map: Option<MapRefRepr>,
     convert: Option<String>,
+    time_format: Option<String>,
     default: Option<toml::Value>,
     #[serde(default)]
     required: bool,
@@ -210,11 +243,14 @@ impl<'de> Deserialize<'de> for FieldSpec {
                     path: t.path,
                     paths: t.paths,
                     value: t.value,
+                    concat: t.concat,
+                    separator: t.separator,
                     map: t.map.map(|m| match m {
                         MapRefRepr::Named(n) => MapRef::Named(n),
                         MapRefRepr::Inline(t) => MapRef::Inline(t),
                     }),
                     convert: t.convert,
+                    time_format: t.time_format,
                     default: t.default,
                     required: t.required,
                     foreach: t.foreach,

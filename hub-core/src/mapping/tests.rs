@@ -306,3 +306,130 @@ fn fixture_differences_name_the_field() {
         "e.data.results[0].unit: not expected, but the event has \"g\""
     );
 }
+
+const SHIPMENT: &str = r#"
+format = "toy"
+message_types = ["TRK"]
+[[events]]
+kind = "shipment.status"
+occurred_at = { concat = ["SCN-1", "SCN-2", "SCN-3"] }
+[events.data]
+tracking_number = "TRK-1"
+carrier = { value = "ups" }
+status = { concat = ["SCN-4", "SCN-5"], map = { MP = "label_created", IT = "in_transit" } }
+location = { concat = ["SCN-6", "SCN-7", "SCN-8"], separator = ", " }
+"#;
+
+#[test]
+fn concat_joins_pieces_then_maps_and_converts() {
+    let ev = run(
+        SHIPMENT,
+        "TRK|1Z999\nSCN|20250819|081559|-05:00|M|P|CUCUTA||CO",
+    )
+    .unwrap();
+    assert_eq!(ev[0].occurred_at.to_rfc3339(), "2025-08-19T13:15:59+00:00");
+    let data = data_of(&ev[0]);
+    assert_eq!(data["status"], "label_created", "joined, then mapped");
+    assert_eq!(
+        data["location"], "CUCUTA, CO",
+        "a missing piece is left out"
+    );
+
+    // Without a separator, a missing piece means no value at all: the
+    // time is required, so the error names the pieces.
+    let err = run(SHIPMENT, "TRK|1Z999\nSCN|20250819|081559||M|P|X|Y|Z").unwrap_err();
+    assert_eq!(err.kind, MapErrorKind::Required);
+    assert_eq!(err.field, "occurred_at");
+    assert_eq!(err.location.as_deref(), Some("concat(SCN-1, SCN-2, SCN-3)"));
+
+    // With a separator, no piece at all is no value (location is optional).
+    let ev = run(SHIPMENT, "TRK|1Z999\nSCN|20250819|081559|+00:00|I|T").unwrap();
+    let data = data_of(&ev[0]);
+    assert_eq!(data["status"], "in_transit");
+    assert!(data.get("location").is_none(), "{data}");
+
+    // A joined value that is no time is a bad value, located at the pieces.
+    let err = run(SHIPMENT, "TRK|1Z999\nSCN|2025|08|xx|I|T").unwrap_err();
+    assert_eq!(err.kind, MapErrorKind::BadValue, "{err}");
+    assert!(
+        err.reason.contains("(at concat(SCN-1, SCN-2, SCN-3))"),
+        "{err}"
+    );
+}
+
+const FEDEX_TIME: &str = r#"
+format = "toy"
+message_types = ["TRK"]
+timezone = "Europe/Paris"
+[[events]]
+kind = "shipment.status"
+occurred_at = { path = "SCN-1", time_format = "%Y-%m-%dT%H:%M:%S %z" }
+[events.data]
+tracking_number = "TRK-1"
+carrier = { value = "fedex" }
+status = { value = "in_transit" }
+eta = { path = "SCN-2", convert = "timestamp", time_format = "%d.%m.%Y %H:%M" }
+"#;
+
+#[test]
+fn time_format_reads_a_partners_layout() {
+    let ev = run(
+        FEDEX_TIME,
+        "TRK|1228\nSCN|2024-08-12T15:18:10 -0500|19.08.2024 15:00",
+    )
+    .unwrap();
+    assert_eq!(ev[0].occurred_at.to_rfc3339(), "2024-08-12T20:18:10+00:00");
+    let data = data_of(&ev[0]);
+    assert_eq!(
+        data["eta"], "2024-08-19T13:00:00Z",
+        "no offset in the layout: the mapping's zone (CEST)"
+    );
+    let err = run(FEDEX_TIME, "TRK|1228\nSCN|2024-08-12T15:18:10Z").unwrap_err();
+    assert_eq!(err.kind, MapErrorKind::BadValue);
+    assert_eq!(err.field, "occurred_at");
+    assert!(
+        err.reason
+            .contains(r#"does not match time_format "%Y-%m-%dT%H:%M:%S %z""#),
+        "{err}"
+    );
+}
+
+#[test]
+fn concat_and_time_format_mistakes_are_refused_at_load() {
+    let head = "format = \"toy\"\nmessage_types = [\"X\"]\n[[events]]\nkind = \"order.placed\"\n";
+    let e = load_err(&format!(
+        "{head}occurred_at = {{ path = \"MSH-2\", time_format = \"%Y-%m-%Q\" }}\n"
+    ));
+    assert_eq!(e.line, 5, "{e}");
+    assert!(
+        e.message.contains("occurred_at: time_format") && e.message.contains("%Q"),
+        "{e}"
+    );
+    let e = load_err(&format!(
+        "{head}occurred_at = \"MSH-2\"\n[events.data]\nplacer_order_id = {{ path = \"MSH-3\", convert = \"number\", time_format = \"%Y\" }}\n"
+    ));
+    assert_eq!(e.line, 7, "{e}");
+    assert!(e.message.contains("time_format goes with convert"), "{e}");
+    let e = load_err(&format!(
+        "{head}occurred_at = {{ path = \"MSH-2\", concat = [\"MSH-3\"] }}\n"
+    ));
+    assert!(
+        e.message
+            .contains("only one of path, paths, value or concat"),
+        "{e}"
+    );
+    let e = load_err(&format!(
+        "{head}occurred_at = {{ path = \"MSH-2\", separator = \" \" }}\n"
+    ));
+    assert!(e.message.contains("separator goes with concat"), "{e}");
+    let e = load_err(&format!(
+        "{head}occurred_at = {{ concat = [\"MSH-2\", \"M-1\"] }}\n"
+    ));
+    assert_eq!(e.line, 5, "{e}");
+    assert!(e.message.contains("bad toy path \"M-1\""), "{e}");
+}
+
+/// An event's `data` as JSON (without the kind tag).
+fn data_of(e: &crate::TherapyEvent) -> serde_json::Value {
+    serde_json::to_value(&e.data).unwrap()["data"].clone()
+}

@@ -144,8 +144,21 @@ impl EventKey {
         if claimed.kind.is_phi() {
             shown.value = String::new();
         }
+        // A tracking number's authority is its carrier, which an EHR
+        // writes as "UPS" and a courier mapping as "ups": compared as
+        // lowercase letters and digits only.
+        let authority = if claimed.kind == IdKind::Tracking {
+            claimed
+                .authority
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .map(|c| c.to_ascii_lowercase())
+                .collect()
+        } else {
+            claimed.authority.clone()
+        };
         EventKey {
-            key: format!("{}|{}|{}", claimed.kind, claimed.authority, value),
+            key: format!("{}|{authority}|{value}", claimed.kind),
             claimed: shown,
         }
     }
@@ -454,6 +467,18 @@ mod tests {
             k.claimed.display()
         );
         assert_eq!(key(IdKind::Specimen, "S1").key, "specimen|LAB|S1");
+    }
+
+    #[test]
+    fn a_carrier_is_the_same_authority_however_it_is_written() {
+        let k = |a: &str| EventKey::new(&Claimed::new(IdKind::Tracking, a, "1Z9"), |v| v.into());
+        assert_eq!(k("UPS").key, "tracking|ups|1Z9");
+        assert_eq!(k(" ups ").key, k("Ups").key);
+        assert_eq!(k("World Courier").key, k("world_courier").key);
+        assert_ne!(k("fedex").key, k("ups").key);
+        // Other identifiers keep their authority as written.
+        let s = |a: &str| EventKey::new(&Claimed::new(IdKind::Specimen, a, "S1"), |v| v.into());
+        assert_ne!(s("LAB").key, s("lab").key);
     }
 
     #[test]

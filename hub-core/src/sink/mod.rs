@@ -2,10 +2,12 @@
 //! owns retries and dead letters, a sink only delivers and classifies.
 
 pub mod amqp;
+pub mod coldchain;
 pub mod fhir_task;
 mod jsonl;
 
 pub use amqp::AmqpSink;
+pub use coldchain::ColdChainSink;
 pub use fhir_task::{ClientCredentials, FhirAuth, FhirTaskConfig, FhirTaskSink, Secret};
 pub use jsonl::JsonlSink;
 
