@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use cgthub_fhir::FhirConfig;
 
 use crate::intake::config::{B2mmlSection, FileIntakeConfig, LimsSection};
+use crate::intake::courier::config::CourierConfig;
 use cgthub_hl7v2::config::MllpConfig;
+use hub_core::coldchain::ColdChainConfig;
 use hub_core::identity::{PhiKeyConfig, ProductCoiFormatConfig};
 use hub_core::registry::{OnUnknown, Rules};
 use hub_core::sink::amqp::AmqpSettings;
@@ -38,6 +40,11 @@ pub struct Settings {
     pub b2mml: FileIntakeConfig<B2mmlSection>,
     /// CSV exports from LIMS over HTTP and drop folders.
     pub lims: FileIntakeConfig<LimsSection>,
+    /// Courier and temperature-logger webhooks.
+    pub courier: CourierConfig,
+    /// Temperature ranges and viability windows the cold-chain sink
+    /// watches (a `[sinks.NAME]` of `type = "coldchain"` runs it).
+    pub coldchain: ColdChainConfig,
     pub store: StoreConfig,
     pub paths: PathsConfig,
     /// RabbitMQ, for sinks of type `amqp` (see config/rabbitmq.toml).
@@ -58,6 +65,8 @@ impl Default for Settings {
             fhir: FhirConfig::default(),
             b2mml: FileIntakeConfig::default(),
             lims: FileIntakeConfig::default(),
+            courier: CourierConfig::default(),
+            coldchain: ColdChainConfig::default(),
             store: StoreConfig::default(),
             paths: PathsConfig::default(),
             amqp: AmqpSettings::default(),
@@ -182,6 +191,10 @@ pub enum SinkConfig {
     /// Keep a FHIR R4 `Task` per therapy order up to date on an EHR's FHIR
     /// server (`PUT {base_url}/Task/{id}`).
     FhirTask(FhirTaskSinkConfig),
+    /// Watch temperatures and viability windows as `[coldchain]` says, and
+    /// raise `temperature.excursion` and `alert.raised` events (routes
+    /// send it readings, collections, receipts and shipment scans).
+    Coldchain,
 }
 
 impl SinkConfig {

@@ -4,6 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use cgthub_b2mml::B2mmlConnector;
+use cgthub_courier::CourierConnector;
 use cgthub_fhir::FhirConnector;
 use cgthub_lims_csv::LimsCsvConnector;
 use hub_core::mapping::LoadError;
@@ -27,6 +28,7 @@ pub struct Connectors {
     pub fhir: Arc<FhirConnector>,
     pub b2mml: Arc<B2mmlConnector>,
     pub lims: Arc<LimsCsvConnector>,
+    pub courier: Arc<CourierConnector>,
 }
 
 /// [`connectors`], with the HTTP and file ones apart.
@@ -37,17 +39,22 @@ pub fn load(settings: &Settings, mappings: &Path) -> Result<Connectors, Vec<Load
     let fhir = FhirConnector::load(settings.fhir.clone(), &mappings.join("fhir"));
     let b2mml = B2mmlConnector::load(&mappings.join("b2mml"));
     let lims = LimsCsvConnector::load(&mappings.join("lims_csv"));
+    let courier = CourierConnector::load(&mappings.join("courier"));
     let hl7 = keep(hl7, &mut all, &mut errors);
     let fhir = keep(fhir, &mut all, &mut errors);
     let b2mml = keep(b2mml, &mut all, &mut errors);
     let lims = keep(lims, &mut all, &mut errors);
-    match (hl7, fhir, b2mml, lims) {
-        (Some(_), Some(fhir), Some(b2mml), Some(lims)) if errors.is_empty() => Ok(Connectors {
-            all,
-            fhir,
-            b2mml,
-            lims,
-        }),
+    let courier = keep(courier, &mut all, &mut errors);
+    match (hl7, fhir, b2mml, lims, courier) {
+        (Some(_), Some(fhir), Some(b2mml), Some(lims), Some(courier)) if errors.is_empty() => {
+            Ok(Connectors {
+                all,
+                fhir,
+                b2mml,
+                lims,
+                courier,
+            })
+        }
         _ => Err(errors),
     }
 }

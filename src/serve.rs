@@ -73,6 +73,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     let mut intake_problems = s.fhir.check();
     intake_problems.extend(s.b2mml.check());
     intake_problems.extend(s.lims.check());
+    intake_problems.extend(s.courier.check());
+    intake_problems.extend(s.coldchain.check());
     if !intake_problems.is_empty() {
         anyhow::bail!("cannot start:\n  {}", intake_problems.join("\n  "));
     }
@@ -146,6 +148,17 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                     Arc::new(move || crate::broker::component(h.health())),
                 );
                 brokers.push(Arc::clone(&sink));
+                sink
+            }
+            SinkConfig::Coldchain => {
+                let sink = hub_core::sink::ColdChainSink::start(
+                    name,
+                    hub.clone(),
+                    s.coldchain.clone(),
+                    relays_stop.clone(),
+                )
+                .await
+                .with_context(|| format!("starting sink {name} (the cold chain monitor)"))?;
                 sink
             }
             SinkConfig::FhirTask(c) => {
@@ -226,6 +239,18 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 hub.clone(),
                 loaded_connectors.b2mml.clone(),
                 s.b2mml.clone(),
+            ));
+        }
+        if s.courier.enabled {
+            for w in s.courier.warnings(|v| std::env::var(v).ok()) {
+                tracing::warn!("{w}");
+            }
+            let secrets = crate::intake::courier::secrets(&s.courier, |v| std::env::var(v).ok());
+            app = app.merge(crate::intake::courier::router(
+                hub.clone(),
+                loaded_connectors.courier.clone(),
+                s.courier.clone(),
+                secrets,
             ));
         }
         if s.lims.enabled {

@@ -100,6 +100,7 @@ fn check_refuses_a_bad_coi_format_naming_its_product() {
                  [sinks.patients_file]\ntype = \"jsonl\"\npath = \"p.jsonl\"\n\
                  [sinks.alerts_file]\ntype = \"jsonl\"\npath = \"a.jsonl\"\n\
                  [sinks.therapy_file]\ntype = \"jsonl\"\npath = \"t.jsonl\"\n\
+                 [sinks.coldchain]\ntype = \"coldchain\"\n\
                  [identity]\ncoi_formats = [\n{formats}]\n",
                 repo().join("routes").display(),
                 repo().join("mappings").display()

@@ -158,6 +158,8 @@ path = "{d}/out/alerts.jsonl"
 [sinks.therapy_file]
 type = "jsonl"
 path = "{d}/out/therapy.jsonl"
+[sinks.coldchain]
+type = "coldchain"
 [identity]
 {identity}
 {extra}

@@ -38,6 +38,21 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     errors.extend(s.fhir.check());
     errors.extend(s.b2mml.check());
     errors.extend(s.lims.check());
+    errors.extend(s.courier.check());
+    errors.extend(s.coldchain.check());
+    if s.courier.enabled {
+        warnings.extend(s.courier.warnings(|v| std::env::var(v).ok()));
+    }
+    if s.sinks
+        .values()
+        .any(|c| matches!(c, config::SinkConfig::Coldchain))
+        && (!s.coldchain.enabled || s.coldchain.profiles.is_empty())
+    {
+        warnings.push(
+            "a coldchain sink is configured but [coldchain] is not enabled or has no profiles: nothing is watched"
+                .into(),
+        );
+    }
     if let Err(e) = hub_core::identity::CoiFormats::new(&s.identity.coi_formats) {
         errors.push(format!("identity.coi_formats: {e}"));
     }

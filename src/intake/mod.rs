@@ -4,6 +4,7 @@
 
 pub mod b2mml;
 pub mod config;
+pub mod courier;
 pub mod http;
 pub mod lims;
 
