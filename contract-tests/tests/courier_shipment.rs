@@ -358,14 +358,27 @@ fn a_shipment_from_collection_to_delivery_with_its_excursion_and_viability_alert
         !of_kind(&hub.sink("therapy"), "shipment.delivered").is_empty()
     });
     let therapy = hub.sink("therapy");
-    let handoff = of_kind(&therapy, "custody.transferred");
-    assert_eq!(handoff.len(), 1, "{handoff:?}");
-    assert_eq!(handoff[0]["coi"], COI);
-    assert_eq!(handoff[0]["data"]["from"], "dhl");
-    assert_eq!(handoff[0]["data"]["identity_verified_by"], "signature");
-    assert_eq!(handoff[0]["occurred_at"], at(t_done));
+    // The pickup (the EHR's shipping Task: the site hands it to DHL) and
+    // the delivery (DHL's scan, signed for).
+    let handoffs = of_kind(&therapy, "custody.transferred");
+    assert_eq!(handoffs.len(), 2, "{handoffs:?}");
+    let (pickup, delivery) = (handoffs[0], handoffs[1]);
+    assert_eq!(pickup["data"]["from"], "Apheresis Center Leiden");
+    assert_eq!(pickup["data"]["to"], "DHL");
+    assert_eq!(pickup["occurred_at"], at(t_label));
+    assert_eq!(delivery["coi"], COI);
+    assert_eq!(delivery["data"]["from"], "dhl");
+    assert_eq!(delivery["data"]["identity_verified_by"], "signature");
+    assert_eq!(delivery["occurred_at"], at(t_done));
     let journey = hub.get_json(&format!("/api/journeys/{COI}"));
-    assert_eq!(journey["custody"].as_array().unwrap().len(), 1, "{journey}");
+    let custody: Vec<&str> = journey["custody"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["occurred_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(custody.len(), 2, "{journey}");
+    assert!(custody[0] < custody[1], "{custody:?}");
     // Nothing of the patient's in what was routed.
     for line in hub.sink("therapy").iter().chain(hub.sink("alerts").iter()) {
         let text = line.to_string();
