@@ -87,9 +87,9 @@ pub async fn fhir(b: FhirBench) -> anyhow::Result<std::process::ExitCode> {
             .collect();
         tasks.push(tokio::spawn(post_loop(
             b.to,
-            "/fhir",
+            "/fhir".into(),
             "application/fhir+json",
-            b.token.clone(),
+            Auth::Bearer(b.token.clone()),
             bodies,
         )));
     }
@@ -141,11 +141,20 @@ pub async fn fhir(b: FhirBench) -> anyhow::Result<std::process::ExitCode> {
 /// Posts `bodies` one after the other on one kept-alive connection: the
 /// latency of each (µs), how many were not answered 200, and the first
 /// such answer.
+/// How a bench client proves who it is.
+#[derive(Clone)]
+pub(crate) enum Auth {
+    /// `Authorization: Bearer …`.
+    Bearer(String),
+    /// `X-Hub-Signature-256: sha256=…` over each body, as couriers sign.
+    HubSignature(Vec<u8>),
+}
+
 pub(crate) async fn post_loop(
     to: std::net::SocketAddr,
-    path: &'static str,
+    path: String,
     content_type: &'static str,
-    token: String,
+    auth: Auth,
     bodies: Vec<Bytes>,
 ) -> anyhow::Result<(Vec<u32>, usize, Option<String>)> {
     let stream = TcpStream::connect(to)
@@ -154,18 +163,23 @@ pub(crate) async fn post_loop(
     stream.set_nodelay(true)?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let auth = format!("Bearer {token}");
     let host = to.to_string();
     let mut lat = Vec::with_capacity(bodies.len());
     let mut failed = 0;
     let mut why = None;
     for body in bodies {
-        let req = Request::post(path)
+        let req = Request::post(path.as_str())
             .header(HOST, &host)
             .header(CONTENT_TYPE, content_type)
-            .header(AUTHORIZATION, &auth)
-            .header("prefer", "return=minimal")
-            .body(Full::new(body))?;
+            .header("prefer", "return=minimal");
+        let req = match &auth {
+            Auth::Bearer(token) => req.header(AUTHORIZATION, format!("Bearer {token}")),
+            Auth::HubSignature(secret) => req.header(
+                "x-hub-signature-256",
+                crate::intake::courier::auth::sign(secret, None, &body),
+            ),
+        };
+        let req = req.body(Full::new(body))?;
         let t = Instant::now();
         sender.ready().await?;
         let resp = sender.send_request(req).await?;

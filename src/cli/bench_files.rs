@@ -66,9 +66,9 @@ pub async fn b2mml(b: B2mmlBench) -> anyhow::Result<std::process::ExitCode> {
             .collect();
         tasks.push(tokio::spawn(super::bench_fhir::post_loop(
             b.to,
-            "/b2mml/mes",
+            "/b2mml/mes".into(),
             "application/xml",
-            b.token.clone(),
+            super::bench_fhir::Auth::Bearer(b.token.clone()),
             bodies,
         )));
     }

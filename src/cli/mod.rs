@@ -3,6 +3,7 @@
 //! reject), `trace`, `send` and `bench`.
 
 mod bench;
+mod bench_courier;
 mod bench_fhir;
 mod bench_files;
 mod check;
@@ -242,6 +243,9 @@ pub enum BenchProtocol {
     Lims(bench_files::LimsBench),
     /// SegmentResponses to `/b2mml/mes`; prints documents/s and latency.
     B2mml(bench_files::B2mmlBench),
+    /// Signed courier webhooks (DHL shape) and logger streams; prints
+    /// updates/s and the excursion alert latency.
+    Courier(bench_courier::CourierBench),
 }
 
 /// Runs a parsed command line.
@@ -286,6 +290,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Bench {
             protocol: BenchProtocol::B2mml(b),
         } => bench_files::b2mml(b).await,
+        Command::Bench {
+            protocol: BenchProtocol::Courier(b),
+        } => bench_courier::courier(b).await,
     }
 }
 
