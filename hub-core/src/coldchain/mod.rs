@@ -154,45 +154,15 @@ impl Monitor {
                 if s.container.is_some() {
                     sh.profile = profile;
                 }
-                if let Some(coi) = coi {
-                    self.viability.shipment(
-                        &self.profiles,
-                        coi,
-                        at,
-                        &s.tracking_number,
-                        s.expected_delivery,
-                        ev.event_id,
-                        &mut out,
-                    );
-                }
+                self.eta(coi, &s.tracking_number, s.expected_delivery, ev, &mut out);
             }
             EventData::ShipmentStatus(s) => {
                 self.shipment(&s.tracking_number, ev);
-                if let Some(coi) = coi {
-                    self.viability.shipment(
-                        &self.profiles,
-                        coi,
-                        at,
-                        &s.tracking_number,
-                        s.eta,
-                        ev.event_id,
-                        &mut out,
-                    );
-                }
+                self.eta(coi, &s.tracking_number, s.eta, ev, &mut out);
             }
             EventData::ShipmentDelivered(s) => {
                 self.shipment(&s.tracking_number, ev);
-                if let Some(coi) = coi {
-                    self.viability.shipment(
-                        &self.profiles,
-                        coi,
-                        at,
-                        &s.tracking_number,
-                        None,
-                        ev.event_id,
-                        &mut out,
-                    );
-                }
+                self.eta(coi, &s.tracking_number, None, ev, &mut out);
             }
             EventData::CollectionCompleted(_) => {
                 if let Some(coi) = coi {
@@ -219,6 +189,29 @@ impl Monitor {
             _ => {}
         }
         out
+    }
+
+    /// A shipment event of a therapy: its ETA (if any) against the
+    /// therapy's viability window.
+    fn eta(
+        &mut self,
+        coi: Option<&str>,
+        tracking: &str,
+        eta: Option<DateTime<Utc>>,
+        ev: &TherapyEvent,
+        out: &mut Vec<Raised>,
+    ) {
+        if let Some(coi) = coi {
+            self.viability.shipment(
+                &self.profiles,
+                coi,
+                ev.occurred_at,
+                tracking,
+                eta,
+                ev.event_id,
+                out,
+            );
+        }
     }
 
     /// Records a shipment event's facts and returns the shipment.
