@@ -186,7 +186,7 @@ pub(crate) async fn post_loop(
         let status = resp.status();
         let bytes = resp.into_body().collect().await?.to_bytes();
         lat.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
-        if status != 200 {
+        if !status.is_success() {
             failed += 1;
             if why.is_none() {
                 why = Some(format!(
