@@ -210,6 +210,15 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
             crate::intake::lims::watch(hub, conn, cfg, &dir, stop).await
         }));
     }
+    if s.courier.enabled {
+        tasks.extend(crate::intake::courier::poll::start(
+            &hub,
+            &loaded_connectors.courier,
+            &s.courier,
+            |v| std::env::var(v).ok(),
+            &shutdown,
+        )?);
+    }
     for c in connectors {
         let kind = c.kind();
         let (hub, stop) = (hub.clone(), shutdown.clone());

@@ -13,7 +13,8 @@
 //! writes), `insert.rs` (its multi-row statements), `ops.rs` (what the
 //! writer is asked), `checkpoint.rs` (background WAL checkpoints),
 //! `query.rs` (reads), `audit.rs` (hash chain), `records.rs` (row types),
-//! `time.rs` (stored timestamps), `error.rs`. Dead letters: `dlq_records.rs`
+//! `time.rs` (stored timestamps), `tracking.rs` (shipments to poll),
+//! `error.rs`. Dead letters: `dlq_records.rs`
 //! (their types), `dlq_read.rs` (listing, error chains), `dlq_write.rs`
 //! (replay and purge, in the writer), `broker.rs` (dead letters from broker
 //! consumers). The schema is in `hub-core/migrations/sqlite/`, embedded in
@@ -43,6 +44,7 @@ mod records;
 mod registry;
 mod resources;
 mod time;
+mod tracking;
 mod writer;
 
 use std::sync::Arc;
@@ -69,6 +71,7 @@ pub use records::{
 };
 pub use registry::{EventIdentity, RegistryContext, Sealed, HOLD_EXPIRED, IDENTITY_CONFLICT};
 pub use resources::KeptResource;
+pub use tracking::normalise_authority;
 
 use crate::error::ErrorClass;
 use crate::inbound::Receipt;
@@ -345,6 +348,18 @@ impl Store {
         message_row: i64,
     ) -> Result<Vec<KeptResource>, StoreError> {
         resources::of_message(&self.pool, message_row).await
+    }
+
+    /// Tracking numbers a courier poller asks about: linked to a therapy
+    /// for carrier `authority` (normalised: lowercase ASCII letters and
+    /// digits, see [`normalise_authority`]) at or after `linked_since`, and
+    /// no `shipment.delivered` event taken for them yet. Oldest link first.
+    pub async fn tracking_to_poll(
+        &self,
+        authority: &str,
+        linked_since: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        tracking::to_poll(&self.pool, authority, linked_since).await
     }
 
     /// The newest dead letters, whatever their status.

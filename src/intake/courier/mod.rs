@@ -7,10 +7,12 @@
 //! couriers resend their whole scan history with every push and a poll
 //! returns it again, and an update the hub already took is answered as a
 //! duplicate, not routed twice. Refused requests (bad signature, too
-//! large, not JSON) are kept with their reason.
+//! large, not JSON) are kept with their reason. Couriers that only answer
+//! GETs are polled ([`poll`]); their responses take the same path.
 
 pub mod auth;
 pub mod config;
+pub mod poll;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -25,7 +27,8 @@ use bytes::Bytes;
 use chrono::SecondsFormat;
 use hub_core::error::Stage;
 use hub_core::event::EventData;
-use hub_core::{Connector, Decoded, Hub, Outcome, Problem, TherapyEvent};
+use hub_core::store::StoreError;
+use hub_core::{Connector, Decoded, Hub, Outcome, Problem, Receipt, TherapyEvent};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -141,7 +144,8 @@ fn check_auth(
     )
 }
 
-/// Maps one authenticated payload and takes each update in it.
+/// Maps one authenticated payload and takes each update in it; the HTTP
+/// answer to a webhook.
 pub async fn take(
     hub: &Hub,
     conn: &CourierConnector,
@@ -149,19 +153,89 @@ pub async fn take(
     origin: &str,
     partner: &str,
 ) -> Response {
+    match take_updates(hub, conn, bytes, origin, partner).await {
+        Ok(Taken::Whole { receipt, problem }) => h::answer(&receipt, problem.as_ref(), http_status),
+        Ok(Taken::Updates(t)) => t.response(),
+        Err(e) => h::unavailable(&e),
+    }
+}
+
+/// What [`take_updates`] did with one payload.
+#[derive(Debug)]
+pub enum Taken {
+    /// Nothing to split (it did not map, or mapped to nothing): one
+    /// message, known by its content.
+    Whole {
+        receipt: Receipt,
+        problem: Option<Problem>,
+    },
+    /// Each update taken as a message of its own.
+    Updates(Updates),
+}
+
+/// The updates of one payload, counted.
+#[derive(Debug, Default)]
+pub struct Updates {
+    /// Updates in the payload.
+    pub updates: usize,
+    /// Taken now (not duplicates, not failed).
+    pub new: usize,
+    /// Taken before (pushed or polled already).
+    pub duplicates: usize,
+    /// Of the new ones, events held by the identity registry.
+    pub held: usize,
+    /// The message row of each update.
+    pub messages: Vec<i64>,
+    /// Updates that failed: message, code, reason.
+    pub failed: Vec<serde_json::Value>,
+    /// 200, or the status of the failures (409 for an identity conflict
+    /// wins over 422).
+    pub status: StatusCode,
+}
+
+impl Updates {
+    /// The webhook's answer.
+    pub fn response(&self) -> Response {
+        let body = json!({
+            "outcome": if self.failed.is_empty() { "accepted" } else { "failed" },
+            "updates": self.updates,
+            "new": self.new,
+            "duplicates": self.duplicates,
+            "held": self.held,
+            "messages": self.messages,
+            "failed": self.failed,
+        });
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Maps one payload (a webhook's body, a poll's response) and takes each
+/// update in it as a message of its own ([`update_id`]). An error: the
+/// store is unavailable; some updates may be kept already, and taking the
+/// payload again is safe (each update is taken once).
+pub async fn take_updates(
+    hub: &Hub,
+    conn: &CourierConnector,
+    bytes: Bytes,
+    origin: &str,
+    partner: &str,
+) -> Result<Taken, StoreError> {
     let (mut inbound, decoded) = conn.translate(bytes, origin, Some(partner));
     let events = match decoded {
         Decoded::Events(events) if !events.is_empty() => events,
         other => {
             // Nothing to split: one message, known by its content.
             inbound.message_id = Some(format!("sha256:{}", inbound.sha256));
-            return match hub.submit_explained(inbound, other).await {
-                Ok((receipt, problem)) => h::answer(&receipt, problem.as_ref(), http_status),
-                Err(e) => h::unavailable(&e),
-            };
+            let (receipt, problem) = hub.submit_explained(inbound, other).await?;
+            return Ok(Taken::Whole { receipt, problem });
         }
     };
-    let updates = events.len();
+    let mut t = Updates {
+        updates: events.len(),
+        messages: Vec::with_capacity(events.len()),
+        status: StatusCode::OK,
+        ..Updates::default()
+    };
     let submits = events.into_iter().map(|ev| {
         let mut one = inbound.clone();
         one.message_id = Some(update_id(&ev));
@@ -169,45 +243,26 @@ pub async fn take(
     });
     // Concurrent: the updates share the store's group commits.
     let results = futures_util::future::join_all(submits).await;
-    let (mut new, mut duplicates, mut held) = (0usize, 0usize, 0usize);
-    let (mut failed, mut status) = (Vec::new(), StatusCode::OK);
-    let mut messages = Vec::with_capacity(results.len());
     for r in results {
-        match r {
-            Ok((receipt, problem)) => {
-                messages.push(receipt.message_row);
-                if receipt.duplicate {
-                    duplicates += 1;
-                } else if let (Outcome::Accepted { .. }, None) = (&receipt.outcome, &problem) {
-                    new += 1;
-                    held += receipt.held;
-                } else if let Some(p) = problem.or(receipt.problem) {
-                    // 409 for an identity conflict wins over 422.
-                    let s = StatusCode::from_u16(http_status(&p))
-                        .unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
-                    if status != StatusCode::CONFLICT {
-                        status = s;
-                    }
-                    failed.push(
-                        json!({"message": receipt.message_row, "code": p.code, "reason": p.reason}),
-                    );
-                }
+        let (receipt, problem) = r?;
+        t.messages.push(receipt.message_row);
+        if receipt.duplicate {
+            t.duplicates += 1;
+        } else if let (Outcome::Accepted { .. }, None) = (&receipt.outcome, &problem) {
+            t.new += 1;
+            t.held += receipt.held;
+        } else if let Some(p) = problem.or(receipt.problem) {
+            // 409 for an identity conflict wins over 422.
+            let s =
+                StatusCode::from_u16(http_status(&p)).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY);
+            if t.status != StatusCode::CONFLICT {
+                t.status = s;
             }
-            // Some updates may be kept already; a resend is safe (each
-            // update is taken once).
-            Err(e) => return h::unavailable(&e),
+            t.failed
+                .push(json!({"message": receipt.message_row, "code": p.code, "reason": p.reason}));
         }
     }
-    let body = json!({
-        "outcome": if failed.is_empty() { "accepted" } else { "failed" },
-        "updates": updates,
-        "new": new,
-        "duplicates": duplicates,
-        "held": held,
-        "messages": messages,
-        "failed": failed,
-    });
-    (status, axum::Json(body)).into_response()
+    Ok(Taken::Updates(t))
 }
 
 /// The HTTP status of a payload that failed or was refused.
