@@ -15,23 +15,18 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use contract_tests::{http_request, repo, HttpAnswer, Hub, Setup};
-use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
+use chrono::{DateTime, Duration, Utc};
+use contract_tests::courier::{fhir, order_bundle, COI, FHIR_TOKENS};
+use contract_tests::{Hub, Setup};
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The EHR's bearer token (its SHA-256 is in CONFIG, as in fhir_endpoint.rs).
-const TOKEN: &str = "ehr-a-secret-token";
 const DHL_SECRET: &str = "dhl-webhook-secret";
 const API_KEY: &str = "dhl-api-key-for-tests";
-const COI: &str = "CHW000126000007";
 const TRACKING: &str = "7777777772";
 const LAST_MODIFIED: &str = "Sat, 05 Dec 2026 10:00:00 GMT";
 
-const CONFIG: &str = r#"
-[fhir]
-tokens = [{ partner = "EHR_A", sha256 = "8389795806740c45b455568cac6fd33954603353d47f956f31ddcf7dca300479" }]
+const COLDCHAIN: &str = r#"
 [coldchain]
 enabled = true
 default_profile = "fresh_apheresis"
@@ -161,106 +156,17 @@ fn seen(c: &Shared) -> Vec<Seen> {
     c.lock().unwrap().seen.clone()
 }
 
-fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// DHL writes event times without an offset (UTC).
-fn dhl_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-fn signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(DHL_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn post(hub: &Hub, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpAnswer {
-    let a = http_request(hub.http, "POST", path, headers, body)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", hub.log()));
-    assert_ne!(a.0, 0, "POST {path}: no answer\n{}", hub.log());
-    a
-}
-
-/// A webhook as DHL sends it: JSON, signed with the partner's secret.
+/// Events in the therapy sink that came from DHL.
 fn webhook(hub: &Hub, body: &Value) -> (u16, Value) {
-    let raw = body.to_string();
-    let sig = signature(raw.as_bytes());
-    let (status, _, text) = post(
-        hub,
-        "/webhooks/courier/dhl",
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Hub-Signature-256", &sig),
-        ],
-        raw.as_bytes(),
-    );
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"));
-    (status, v)
+    contract_tests::courier::webhook(hub, "dhl", DHL_SECRET, body)
 }
 
-fn fhir(hub: &Hub, path: &str, body: &Value) -> (u16, String) {
-    let auth = format!("Bearer {TOKEN}");
-    let (status, _, text) = post(
-        hub,
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/fhir+json"),
-        ],
-        body.to_string().as_bytes(),
-    );
-    (status, text)
-}
-
-/// A fixture under `mappings/`.
-fn corpus(rel: &str) -> Value {
-    let p = repo().join("mappings").join(rel);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
-
-/// The order bundle of the FHIR mapping fixtures, collected `collected`.
-fn order_bundle(collected: DateTime<Utc>) -> Value {
-    let mut b = corpus("fhir/fixtures/transaction_order_specimen.json");
-    b["entry"][2]["resource"]["collection"]["collectedDateTime"] = json!(at(collected));
-    b
-}
-
-/// The shipping Task of the FHIR mapping fixtures, for our COI and DHL:
-/// links the tracking number ("DHL") to the therapy.
-fn shipped_task(start: DateTime<Utc>) -> Value {
-    let mut t = corpus("fhir/fixtures/task_shipped.json");
-    t["identifier"][0]["value"] = json!(COI);
-    t["executionPeriod"]["start"] = json!(at(start));
-    t["lastModified"] = json!(at(start));
-    t["output"][0]["valueString"] = json!(TRACKING);
-    t["output"][1]["valueString"] = json!("DHL");
-    t
-}
-
-/// DHL's Unified Tracking sample with our shipment id and `events` as
-/// `(status code, time)`, newest first as DHL lists them.
 fn dhl(events: &[(&str, DateTime<Utc>)], eta: DateTime<Utc>) -> Value {
-    let mut d =
-        corpus("courier/fixtures/dhl_unified_track_shipments_response_spec_sample_purplship.json");
-    let s = &mut d["shipments"][0];
-    s["id"] = json!(TRACKING.parse::<u64>().unwrap());
-    s["estimatedTimeOfDelivery"] = json!(at(eta));
-    let template = s["events"][0].clone();
-    s["events"] = events
-        .iter()
-        .map(|(code, t)| {
-            let mut e = template.clone();
-            e["statusCode"] = json!(code);
-            e["status"] = json!(code.to_uppercase());
-            e["description"] = json!(format!("{code} scan"));
-            e["timestamp"] = json!(dhl_time(*t));
-            e
-        })
-        .collect();
-    d
+    contract_tests::courier::dhl(TRACKING, events, eta)
+}
+
+fn shipped_task(start: DateTime<Utc>) -> Value {
+    contract_tests::courier::shipped_task(TRACKING, start)
 }
 
 /// Events in the therapy sink that came from DHL.
@@ -305,7 +211,7 @@ fn a_courier_without_webhooks_is_polled_until_its_parcel_is_delivered() {
     let first = dhl(&[("transit", t_transit), ("pre-transit", t_label)], eta);
     let (api, port) = courier(&rt, &first);
     let config = format!(
-        r#"{CONFIG}
+        r#"{FHIR_TOKENS}{COLDCHAIN}
 [courier.partners.dhl]
 [courier.partners.dhl.poll]
 url = "http://127.0.0.1:{port}/track/shipments?trackingNumber={{tracking}}"

@@ -8,23 +8,17 @@
 //! Times are relative to now: the viability countdown runs on the hub's
 //! clock.
 
-use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use contract_tests::{http_request, repo, HttpAnswer, Hub, Setup};
-use hmac::{Hmac, Mac};
+use chrono::{DateTime, Duration, Utc};
+use contract_tests::courier::{at, fhir, order_bundle, post, sign, COI, FHIR_TOKENS};
+use contract_tests::{Hub, Setup};
 use serde_json::{json, Value};
-use sha2::Sha256;
 
-/// The EHR's bearer token and its SHA-256 (as in fhir_endpoint.rs).
-const TOKEN: &str = "ehr-a-secret-token";
 const DHL_SECRET: &str = "dhl-webhook-secret";
-const COI: &str = "CHW000126000007";
 const TRACKING: &str = "7777777771";
 
-/// FHIR token, a 72 h fresh-apheresis profile that governs every product
+/// A 72 h fresh-apheresis profile that governs every product
 /// (2–8 °C, 0.5 °C or 10 minutes of tolerance, alerts at 24, 12 and 4 h left).
-const CONFIG: &str = r#"
-[fhir]
-tokens = [{ partner = "EHR_A", sha256 = "8389795806740c45b455568cac6fd33954603353d47f956f31ddcf7dca300479" }]
+const COLDCHAIN: &str = r#"
 [coldchain]
 enabled = true
 default_profile = "fresh_apheresis"
@@ -39,7 +33,7 @@ products = ["*"]
 "#;
 
 fn start(extra: &str) -> Hub {
-    let config = format!("{CONFIG}{extra}");
+    let config = format!("{FHIR_TOKENS}{COLDCHAIN}{extra}");
     Hub::start_with(Setup {
         env: &[("CGTHUB_SECRET_DHL", DHL_SECRET)],
         config_extra: Some(Box::leak(config.into_boxed_str())),
@@ -47,107 +41,6 @@ fn start(extra: &str) -> Hub {
         identity: Some("on_unknown = \"hold\""),
         ..Setup::default()
     })
-}
-
-fn at(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
-}
-
-/// DHL writes event times without an offset (UTC).
-fn dhl_time(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S").to_string()
-}
-
-fn signature(body: &[u8]) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(DHL_SECRET.as_bytes()).unwrap();
-    mac.update(body);
-    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-}
-
-fn post(hub: &Hub, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpAnswer {
-    let a = http_request(hub.http, "POST", path, headers, body)
-        .unwrap_or_else(|e| panic!("POST {path}: {e}\n{}", hub.log()));
-    assert_ne!(a.0, 0, "POST {path}: no answer\n{}", hub.log());
-    a
-}
-
-/// A webhook as DHL sends it: JSON, signed with the partner's secret.
-fn webhook(hub: &Hub, partner: &str, body: &Value) -> (u16, Value) {
-    let raw = body.to_string();
-    let sig = signature(raw.as_bytes());
-    let (status, _, text) = post(
-        hub,
-        &format!("/webhooks/courier/{partner}"),
-        &[
-            ("Content-Type", "application/json"),
-            ("X-Hub-Signature-256", &sig),
-        ],
-        raw.as_bytes(),
-    );
-    let v = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"));
-    (status, v)
-}
-
-fn fhir(hub: &Hub, path: &str, body: &Value) -> (u16, String) {
-    let auth = format!("Bearer {TOKEN}");
-    let (status, _, text) = post(
-        hub,
-        path,
-        &[
-            ("Authorization", &auth),
-            ("Content-Type", "application/fhir+json"),
-        ],
-        body.to_string().as_bytes(),
-    );
-    (status, text)
-}
-
-/// A fixture under `mappings/` (corpus copies, with their SOURCES.md).
-fn corpus(rel: &str) -> Value {
-    let p = repo().join("mappings").join(rel);
-    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
-        .unwrap()
-}
-
-/// The order bundle of the FHIR mapping fixtures, collected `collected`.
-fn order_bundle(collected: DateTime<Utc>) -> Value {
-    let mut b = corpus("fhir/fixtures/transaction_order_specimen.json");
-    b["entry"][2]["resource"]["collection"]["collectedDateTime"] = json!(at(collected));
-    b
-}
-
-/// The shipping Task of the FHIR mapping fixtures, for our COI and DHL.
-fn shipped_task(start: DateTime<Utc>) -> Value {
-    let mut t = corpus("fhir/fixtures/task_shipped.json");
-    t["identifier"][0]["value"] = json!(COI);
-    t["executionPeriod"]["start"] = json!(at(start));
-    t["lastModified"] = json!(at(start));
-    t["output"][0]["valueString"] = json!(TRACKING);
-    t["output"][1]["valueString"] = json!("DHL");
-    t
-}
-
-/// DHL's Unified Tracking sample with our shipment id, `events` as
-/// `(status code, time)`, newest first as DHL lists them, and an ETA.
-fn dhl(events: &[(&str, DateTime<Utc>)], eta: DateTime<Utc>) -> Value {
-    let mut d =
-        corpus("courier/fixtures/dhl_unified_track_shipments_response_spec_sample_purplship.json");
-    let s = &mut d["shipments"][0];
-    s["id"] = json!(TRACKING.parse::<u64>().unwrap());
-    s["estimatedTimeOfDelivery"] = json!(at(eta));
-    let template = s["events"][0].clone();
-    s["events"] = events
-        .iter()
-        .map(|(code, t)| {
-            let mut e = template.clone();
-            e["statusCode"] = json!(code);
-            e["status"] = json!(code.to_uppercase());
-            e["description"] = json!(format!("{code} scan"));
-            e["timestamp"] = json!(dhl_time(*t));
-            e
-        })
-        .collect();
-    d
 }
 
 /// A logger's readings in the Sensos common schema with cgthub's fields.
@@ -159,6 +52,22 @@ fn logger(readings: &[(DateTime<Utc>, f64)]) -> Value {
         "profile": "fresh_apheresis",
         "logData": readings.iter().map(|(t, c)| json!({"timestamp": at(*t), "temperature": c})).collect::<Vec<_>>(),
     })
+}
+
+fn signature(body: &[u8]) -> String {
+    sign(DHL_SECRET, None, body)
+}
+
+fn webhook(hub: &Hub, partner: &str, body: &Value) -> (u16, Value) {
+    contract_tests::courier::webhook(hub, partner, DHL_SECRET, body)
+}
+
+fn dhl(events: &[(&str, DateTime<Utc>)], eta: DateTime<Utc>) -> Value {
+    contract_tests::courier::dhl(TRACKING, events, eta)
+}
+
+fn shipped_task(start: DateTime<Utc>) -> Value {
+    contract_tests::courier::shipped_task(TRACKING, start)
 }
 
 fn of_kind<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
@@ -437,12 +346,8 @@ secret_env = "CGTHUB_SECRET_DHL"
     let readings = logger(&[(Utc::now(), 5.0)]).to_string();
     let signed_at = |t: i64| {
         let ts = t.to_string();
-        let mut mac = Hmac::<Sha256>::new_from_slice(DHL_SECRET.as_bytes()).unwrap();
-        mac.update(format!("{ts}.{readings}").as_bytes());
-        (
-            ts,
-            format!("sha256={}", hex::encode(mac.finalize().into_bytes())),
-        )
+        let sig = sign(DHL_SECRET, Some(&ts), readings.as_bytes());
+        (ts, sig)
     };
     let (ts, sig) = signed_at(Utc::now().timestamp() - 600);
     let headers = [json, ("X-Hub-Signature-256", &sig), ("X-Timestamp", &ts)];
