@@ -62,6 +62,7 @@ fn template() -> Template {
             partner: "LAB".into(),
             message_id: Some("MSG".into()),
             payload_sha256: sha256,
+            entry: None,
         },
         claims: Default::default(),
     };

@@ -84,6 +84,7 @@ mod tests {
                 partner: "LAB".into(),
                 message_id: Some("M1".into()),
                 payload_sha256: "00".into(),
+                entry: None,
             },
             claims: Default::default(),
         }

@@ -431,6 +431,7 @@ mod tests {
                 partner: partner.into(),
                 message_id: None,
                 payload_sha256: String::new(),
+                entry: None,
             },
             claims: Default::default(),
         }

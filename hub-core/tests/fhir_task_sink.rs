@@ -266,6 +266,7 @@ fn event(
             partner: "CHW".into(),
             message_id: Some("MSG-1".into()),
             payload_sha256: "ab".repeat(32),
+            entry: None,
         },
         claims: Default::default(),
     }

@@ -95,6 +95,7 @@ fn bench(c: &mut Criterion) {
         partner: "bench".into(),
         message_id: None,
         payload_sha256: String::new(),
+        entry: None,
     };
     let mut g = c.benchmark_group("parse_map");
     g.throughput(Throughput::Elements(1));

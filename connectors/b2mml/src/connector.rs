@@ -62,6 +62,7 @@ impl B2mmlConnector {
             partner: inbound.partner.clone(),
             message_id: inbound.message_id.clone(),
             payload_sha256: inbound.sha256.clone(),
+            entry: None,
         };
         let mut cx = MapContext {
             source: &source,

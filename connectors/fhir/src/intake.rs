@@ -655,6 +655,7 @@ pub fn prepare(
         partner: inbound.partner.clone(),
         message_id: inbound.message_id.clone(),
         payload_sha256: inbound.sha256.clone(),
+        entry: None,
     };
     let mut events: Vec<TherapyEvent> = Vec::new();
     let mut failure = None;

@@ -78,6 +78,7 @@ impl Hl7Connector {
             partner: inbound.partner.clone(),
             message_id: inbound.message_id.clone(),
             payload_sha256: inbound.sha256.clone(),
+            entry: None,
         };
         let mut cx = MapContext {
             source: &source,

@@ -128,6 +128,7 @@ impl LimsCsvConnector {
             partner: partner.to_string(),
             message_id: None,
             payload_sha256: hex::encode(Sha256::digest(payload)),
+            entry: None,
         }
     }
 
@@ -150,6 +151,7 @@ impl LimsCsvConnector {
             partner: partner.to_string(),
             message_id: inbound.message_id.clone(),
             payload_sha256: inbound.sha256.clone(),
+            entry: None,
         };
         let chunks = match self.open(partner, payload) {
             Ok(c) => c,

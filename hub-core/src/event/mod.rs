@@ -80,6 +80,32 @@ pub struct Source {
     pub message_id: Option<String>,
     /// SHA-256 of the raw inbound payload, lowercase hex.
     pub payload_sha256: String,
+    /// Present when people keyed the values in from a document (PDF
+    /// entry): who entered, who verified, and the document's hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<ManualEntry>,
+}
+
+/// The provenance of hand-keyed values: a document read by one person and
+/// confirmed by another, never the same (see the `pdf_entry` connector).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualEntry {
+    /// Always `manual`.
+    pub method: String,
+    /// The hub's id of the source document.
+    pub document_id: i64,
+    /// SHA-256 of the document (the PDF) the values were read from.
+    pub document_sha256: String,
+    /// Who keyed the values in.
+    pub entered_by: String,
+    /// Who verified them (and signed), never `entered_by`.
+    pub verified_by: String,
+    #[serde(with = "rfc3339::utc")]
+    pub verified_at: DateTime<Utc>,
+    /// `double_entry` (keyed twice, blind), `review` (checked field by
+    /// field) or `resolved` (mismatches settled by a verifier, with reasons).
+    pub verification: String,
 }
 
 impl<'de> Deserialize<'de> for TherapyEvent {

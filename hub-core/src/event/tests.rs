@@ -16,6 +16,7 @@ fn envelope(data: EventData) -> TherapyEvent {
             partner: "LAB".into(),
             message_id: Some("MSG00002".into()),
             payload_sha256: "00".repeat(32),
+            entry: None,
         },
         claims: Default::default(),
     }

@@ -113,6 +113,7 @@ fn run(mapping: &str, input: &str) -> Result<Vec<crate::TherapyEvent>, MapError>
         partner: "p".into(),
         message_id: None,
         payload_sha256: String::new(),
+        entry: None,
     };
     let mut n = 0u128;
     let mut ids = || {

@@ -195,6 +195,7 @@ fn message_of(r: &Raised) -> (Inbound, TherapyEvent) {
             partner: PARTNER.into(),
             message_id: Some(r.key.clone()),
             payload_sha256: inbound.sha256.clone(),
+            entry: None,
         },
         claims: Default::default(),
     };

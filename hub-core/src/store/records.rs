@@ -392,6 +392,7 @@ mod coi_splice_tests {
                 partner: "LAB".into(),
                 message_id: Some("M1".into()),
                 payload_sha256: "00".into(),
+                entry: None,
             },
             claims: Default::default(),
         }

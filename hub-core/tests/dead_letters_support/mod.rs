@@ -91,6 +91,7 @@ impl Connector for FlakyConnector {
                 partner: partner.into(),
                 message_id: Some(id.to_string()),
                 payload_sha256: inbound.sha256.clone(),
+                entry: None,
             },
             claims: Default::default(),
         };

@@ -346,6 +346,7 @@ pub fn event(coi: &str) -> TherapyEvent {
             partner: "ACME".into(),
             message_id: None,
             payload_sha256: "00".repeat(32),
+            entry: None,
         },
         claims: Default::default(),
     }

@@ -57,6 +57,7 @@ fn event(
             partner: "COURIER".into(),
             message_id: None,
             payload_sha256: "00".repeat(32),
+            entry: None,
         },
         claims: Default::default(),
     }
