@@ -38,6 +38,7 @@ mod dlq_write;
 mod error;
 mod holds;
 mod insert;
+mod manual_entry;
 mod ops;
 mod query;
 mod records;
@@ -65,6 +66,7 @@ pub use error::StoreError;
 pub use holds::{
     HoldAction, HoldDetail, HoldFilter, HoldInfo, Journey, JourneyEvent, JourneyIdentifier,
 };
+pub use manual_entry::MessageSummary;
 pub use records::{
     Destination, EventFilter, IntakeOutcome, IntakeRecord, MessageRecord, MessageStatus,
     OutboxDepth, OutboxItem, OutboxStats, PreparedEvent, Routing, StoreCounts, StoredEvent,
@@ -360,6 +362,25 @@ impl Store {
         linked_since: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
         tracking::to_poll(&self.pool, authority, linked_since).await
+    }
+
+    /// The newest `limit` messages of the PDF entry portal (connector
+    /// `pdf_entry`), newest first, without payloads.
+    pub async fn manual_entry_messages(
+        &self,
+        limit: u32,
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        manual_entry::newest(&self.pool, limit).await
+    }
+
+    /// The `pdf_entry` messages of `partner` whose message id is one of
+    /// `ids`, whatever their status (a failed one too), oldest first.
+    pub async fn manual_entry_messages_by_id(
+        &self,
+        partner: &str,
+        ids: &[String],
+    ) -> Result<Vec<MessageSummary>, StoreError> {
+        manual_entry::by_ids(&self.pool, partner, ids).await
     }
 
     /// The newest dead letters, whatever their status.
