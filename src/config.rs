@@ -42,6 +42,9 @@ pub struct Settings {
     pub lims: FileIntakeConfig<LimsSection>,
     /// Courier and temperature-logger webhooks.
     pub courier: CourierConfig,
+    /// The PDF entry portal: people key in contract labs' PDF reports and
+    /// others verify them.
+    pub pdf_entry: crate::portal::PdfEntryConfig,
     /// Temperature ranges and viability windows the cold-chain sink
     /// watches (a `[sinks.NAME]` of `type = "coldchain"` runs it).
     pub coldchain: ColdChainConfig,
@@ -66,6 +69,7 @@ impl Default for Settings {
             b2mml: FileIntakeConfig::default(),
             lims: FileIntakeConfig::default(),
             courier: CourierConfig::default(),
+            pdf_entry: crate::portal::PdfEntryConfig::default(),
             coldchain: ColdChainConfig::default(),
             store: StoreConfig::default(),
             paths: PathsConfig::default(),

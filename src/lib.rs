@@ -7,6 +7,7 @@
 //! - [`config`]: `config/cgthub.toml` and its environment overrides.
 //! - [`serve`]: starts and stops everything the config names.
 //! - [`http`]: `/healthz`, `/metrics`, `/api`.
+//! - [`portal`]: PDF entry, keyed in by one person and verified by another (`/portal`, `/pdf-entry`).
 //! - [`phi`]: the keys that seal patient data in the identity registry.
 //! - [`registry`]: the connectors this binary knows, one line each.
 
@@ -16,5 +17,6 @@ pub mod config;
 pub mod http;
 pub mod intake;
 pub mod phi;
+pub mod portal;
 pub mod registry;
 pub mod serve;

@@ -262,6 +262,20 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
                 secrets,
             ));
         }
+        if s.pdf_entry.enabled {
+            for w in s.pdf_entry.warnings() {
+                tracing::warn!("{w}");
+            }
+            app = app.merge(
+                crate::portal::router(
+                    hub.clone(),
+                    s.pdf_entry.clone(),
+                    &s.paths.mappings,
+                    &s.data_dir,
+                )
+                .context("starting the PDF entry portal ([pdf_entry])")?,
+            );
+        }
         if s.lims.enabled {
             app = app.merge(crate::intake::lims::router(
                 hub.clone(),

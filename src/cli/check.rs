@@ -43,6 +43,22 @@ pub async fn run(file: Option<&Path>) -> anyhow::Result<ExitCode> {
     if s.courier.enabled {
         warnings.extend(s.courier.warnings(|v| std::env::var(v).ok()));
     }
+    if s.pdf_entry.enabled {
+        errors.extend(s.pdf_entry.errors());
+        warnings.extend(s.pdf_entry.warnings());
+        let dir = s.paths.mappings.join("pdf");
+        match cgthub_pdf_entry::template::load_dir(&dir) {
+            Ok(t) => {
+                for p in s.pdf_entry.partners.iter().filter(|p| !t.contains_key(*p)) {
+                    errors.push(format!(
+                        "pdf_entry.partners names {p:?}, but there is no template {}",
+                        dir.join(format!("{p}.toml")).display()
+                    ));
+                }
+            }
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
     if s.sinks
         .values()
         .any(|c| matches!(c, config::SinkConfig::Coldchain))

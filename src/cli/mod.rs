@@ -97,6 +97,10 @@ pub enum Command {
         #[command(subcommand)]
         protocol: SendProtocol,
     },
+    /// Hash a portal password for `[pdf_entry.users.NAME] password_hash`:
+    /// reads the password from standard input (one line), prints an
+    /// argon2id PHC string. The password itself is never stored.
+    Passwd,
     /// Load generators against a running hub.
     Bench {
         #[command(subcommand)]
@@ -272,6 +276,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Trace { coi, json, config } => {
             trace::run(config.config.as_deref(), &coi, json).await
         }
+        Command::Passwd => passwd(),
         Command::Send {
             protocol: SendProtocol::Mllp { files, to, timeout },
         } => send::mllp(&files, &to, timeout).await,
@@ -352,4 +357,16 @@ async fn open_store(
     let store =
         hub_core::store::Store::open(crate::serve::store_options(&loaded.settings, None)).await?;
     Ok(store)
+}
+
+/// `cgthub passwd`: one line of standard input → an argon2id PHC string.
+fn passwd() -> anyhow::Result<ExitCode> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line)?;
+    let password = line.trim_end_matches(['\r', '\n']);
+    anyhow::ensure!(!password.is_empty(), "no password on standard input");
+    let hash = crate::portal::auth::hash_password(password)
+        .map_err(|e| anyhow::anyhow!("hashing the password: {e}"))?;
+    println!("{hash}");
+    Ok(ExitCode::SUCCESS)
 }
