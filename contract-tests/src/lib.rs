@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 pub mod courier;
 pub mod load;
 pub mod pg;
+pub mod portal;
 pub mod proxy;
 pub mod rabbit;
 

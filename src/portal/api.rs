@@ -126,7 +126,11 @@ pub(crate) async fn sign_in(
     }
 }
 
-async fn login(State(p): State<St>, Json(l): Json<Login>) -> Response {
+async fn login(State(p): State<St>, headers: HeaderMap, raw: bytes::Bytes) -> Response {
+    let l: Login = match body(&headers, &raw) {
+        Ok(l) => l,
+        Err(r) => return r,
+    };
     match sign_in(&p, &l.user, &l.password).await {
         Ok((s, cookie)) => {
             let max_age = (s.expires - chrono::Utc::now()).num_seconds();
@@ -273,6 +277,27 @@ async fn upload(
     }
 }
 
+/// A JSON body, or a problem answer: 415 when it is not sent as JSON, 400
+/// when it is not the JSON this call takes (naming where).
+#[allow(clippy::result_large_err)]
+fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Result<T, Response> {
+    if !h::content_type_is(headers, &["application/json"]) {
+        return Err(problem(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the body as application/json",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let mut ext = Map::new();
+        ext.insert("code".into(), json!("malformed_json"));
+        problem_with(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not the JSON this call takes: {e}"),
+            ext,
+        )
+    })
+}
+
 fn reply<T: serde::Serialize>(r: Result<T, PortalError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
@@ -347,10 +372,14 @@ async fn enter(
     State(p): State<St>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Json(v): Json<Values>,
+    raw: bytes::Bytes,
 ) -> Response {
     let s = match signed_in(&p, &headers, true) {
         Ok(s) => s,
+        Err(r) => return r,
+    };
+    let v: Values = match body(&headers, &raw) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     reply(p.enter(&s, id, v).await)
@@ -368,10 +397,14 @@ async fn verify(
     State(p): State<St>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Json(v): Json<Verification>,
+    raw: bytes::Bytes,
 ) -> Response {
     let s = match signed_in(&p, &headers, true) {
         Ok(s) => s,
+        Err(r) => return r,
+    };
+    let v: Verification = match body(&headers, &raw) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     reply(p.verify(&s, id, v.values, v.confirmed, &v.password).await)
@@ -387,10 +420,14 @@ async fn resolve(
     State(p): State<St>,
     Path(id): Path<i64>,
     headers: HeaderMap,
-    Json(r): Json<Resolution>,
+    raw: bytes::Bytes,
 ) -> Response {
     let s = match signed_in(&p, &headers, true) {
         Ok(s) => s,
+        Err(r) => return r,
+    };
+    let r: Resolution = match body(&headers, &raw) {
+        Ok(x) => x,
         Err(r) => return r,
     };
     reply(p.resolve(&s, id, r.resolved, &r.password).await)

@@ -21,6 +21,8 @@ use super::config::{PdfEntryConfig, Role, UserConfig};
 
 /// Name of the session cookie.
 pub const COOKIE: &str = "cgthub_portal";
+/// Name of the cookie a login form is bound to.
+pub const LOGIN_COOKIE: &str = "cgthub_login";
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -198,6 +200,24 @@ impl Auth {
         m.verify_slice(&tag).is_ok()
     }
 
+    /// The hidden field of a login form whose browser holds `nonce` in
+    /// its login cookie (login CSRF: nobody else's page can sign a browser
+    /// in as someone else).
+    pub fn login_token(&self, nonce: &str) -> String {
+        self.mac(&format!("login.{nonce}"))
+    }
+
+    pub fn login_token_ok(&self, nonce: &str, token: &str) -> bool {
+        let Ok(tag) = hex::decode(token) else {
+            return false;
+        };
+        let Ok(mut m) = HmacSha256::new_from_slice(&self.key) else {
+            return false;
+        };
+        m.update(format!("login.{nonce}").as_bytes());
+        !nonce.is_empty() && m.verify_slice(&tag).is_ok()
+    }
+
     fn mac(&self, body: &str) -> String {
         let mut m = HmacSha256::new_from_slice(&self.key).expect("HMAC takes any key length");
         m.update(body.as_bytes());
@@ -301,6 +321,10 @@ mod tests {
         assert!(!a.csrf_ok(&s, "zz"));
         a.close(&s);
         assert_eq!(a.session(&cookie), None, "signed out");
+        let t = a.login_token("n1");
+        assert!(a.login_token_ok("n1", &t));
+        assert!(!a.login_token_ok("n2", &t));
+        assert!(!a.login_token_ok("", &a.login_token("")));
     }
 
     #[tokio::test]

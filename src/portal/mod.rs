@@ -59,16 +59,21 @@ pub fn load(
     }))
 }
 
-/// The session the request's cookie stands for.
-pub(crate) fn session_of(portal: &Portal, headers: &HeaderMap) -> Option<Session> {
+/// The values of the request's cookies named `name`.
+pub(crate) fn cookies<'a>(headers: &'a HeaderMap, name: &'a str) -> impl Iterator<Item = &'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|c| c.trim().split_once('='))
-        .filter(|(k, _)| *k == auth::COOKIE)
-        .find_map(|(_, v)| portal.auth.session(v))
+        .filter(move |(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+/// The session the request's cookie stands for.
+pub(crate) fn session_of(portal: &Portal, headers: &HeaderMap) -> Option<Session> {
+    cookies(headers, auth::COOKIE).find_map(|v| portal.auth.session(v))
 }
 
 /// The `Set-Cookie` value for a new session.

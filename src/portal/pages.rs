@@ -60,6 +60,7 @@ input[data-suggested=true]{background:#fffbe6}
 .errors{border:2px solid #b00020;background:#fdecea;padding:.5rem 1rem;margin-bottom:1rem}
 .note{border-left:4px solid #457b9d;background:#eef4f8;padding:.5rem 1rem}
 .confirm{font-weight:normal}
+.field-error{display:block;color:#b00020;font-weight:600}
 button{padding:.4rem 1rem;font-size:1rem}
 ";
 
@@ -177,7 +178,7 @@ fn field(pairs: &Pairs, name: &str) -> Option<String> {
 
 // ---- sign in and out ----
 
-fn login_form(error: Option<&str>) -> Markup {
+fn login_form(error: Option<&str>, token: &str) -> Markup {
     page(
         "Sign in",
         None,
@@ -185,6 +186,7 @@ fn login_form(error: Option<&str>) -> Markup {
         html! {
             @if let Some(e) = error { p #error .errors role="alert" { (e) } }
             form #login method="post" action="/portal/login" {
+                input type="hidden" name="_csrf" value=(token);
                 label for="username" { "User name" }
                 input #username type="text" name="user" autocomplete="username" required autofocus;
                 label for="password" { "Password" }
@@ -195,13 +197,38 @@ fn login_form(error: Option<&str>) -> Markup {
     )
 }
 
-async fn login_page() -> Response {
-    respond(StatusCode::OK, login_form(None))
+/// The login form, bound to a fresh login cookie.
+fn login_response(p: &Portal, status: StatusCode, error: Option<&str>) -> Response {
+    let nonce = hex::encode(rand::random::<[u8; 16]>());
+    let mut r = respond(status, login_form(error, &p.auth.login_token(&nonce)));
+    if let Ok(v) = format!(
+        "{}={nonce}; HttpOnly; SameSite=Strict; Path=/portal/login; Max-Age=3600",
+        super::auth::LOGIN_COOKIE
+    )
+    .parse()
+    {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
+}
+
+async fn login_page(State(p): State<St>) -> Response {
+    login_response(&p, StatusCode::OK, None)
 }
 
 async fn login(State(p): State<St>, headers: HeaderMap, Form(f): Form<Pairs>) -> Response {
     if !same_origin(&headers) {
         return error_page(&p, None, StatusCode::FORBIDDEN, "cross-origin form refused");
+    }
+    let token = field(&f, "_csrf").unwrap_or_default();
+    if !super::cookies(&headers, super::auth::LOGIN_COOKIE)
+        .any(|n| p.auth.login_token_ok(n, &token))
+    {
+        return login_response(
+            &p,
+            StatusCode::FORBIDDEN,
+            Some("the sign-in form expired or did not come from this hub: sign in again"),
+        );
     }
     let user = field(&f, "user").unwrap_or_default();
     let password = field(&f, "password").unwrap_or_default();
@@ -217,11 +244,10 @@ async fn login(State(p): State<St>, headers: HeaderMap, Form(f): Form<Pairs>) ->
             )
                 .into_response()
         }
-        Err(e @ LoginError::LockedOut(_)) => respond(
-            StatusCode::TOO_MANY_REQUESTS,
-            login_form(Some(&e.to_string())),
-        ),
-        Err(e) => respond(StatusCode::UNAUTHORIZED, login_form(Some(&e.to_string()))),
+        Err(e @ LoginError::LockedOut(_)) => {
+            login_response(&p, StatusCode::TOO_MANY_REQUESTS, Some(&e.to_string()))
+        }
+        Err(e) => login_response(&p, StatusCode::UNAUTHORIZED, Some(&e.to_string())),
     }
 }
 
@@ -273,7 +299,7 @@ async fn list(State(p): State<St>, headers: HeaderMap) -> Response {
                 }
             }
         }
-        h2 { "Documents" }
+        h2 { "By state" }
         table #documents {
             thead { tr { th scope="col" { "Document" } th scope="col" { "Lab" } th scope="col" { "Uploaded" } th scope="col" { "Entered by" } th scope="col" { "Verified by" } } }
             @for state in DocState::ALL {
@@ -447,7 +473,7 @@ fn value_inputs(values: &Values, o: &FormOpts) -> Markup {
                             aria-describedby=[err.map(|_| format!("{id}-err")).or(suggested.then(|| format!("{id}-sug")))];
                     }
                     @if suggested { span .suggestion id={(id) "-sug"} { "Suggested from the PDF: check it against the document" } }
-                    @if let Some(e) = err { span .errors id={(id) "-err"} { (e.message) } }
+                    @if let Some(e) = err { span .field-error id={(id) "-err"} { (e.message) } }
                     @if o.confirm {
                         label .confirm for={"c-" (id_of(name))} {
                             input type="checkbox" id={"c-" (id_of(name))} name="confirm" value=(name) checked[o.confirmed.contains(name)];
