@@ -110,8 +110,8 @@ async fn browser(driver: &Chromedriver) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert("browserName".into(), json!("chrome"));
     caps.insert("goog:chromeOptions".into(), options);
-    ClientBuilder::rustls()
-        .expect("rustls connector")
+    // chromedriver listens on loopback over plain HTTP: no TLS stack to pick.
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
         .connect(&format!("http://127.0.0.1:{}", driver.port))
         .await

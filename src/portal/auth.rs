@@ -138,7 +138,9 @@ impl Auth {
     /// A new session for `user` (whose password was checked), and its cookie value.
     pub fn open(&self, user: &str) -> Option<(Session, String)> {
         let u = self.users.get(user)?;
-        let expires = Utc::now() + self.session;
+        // Whole seconds: what the cookie carries, so a session read back
+        // from its cookie is the same session.
+        let expires = DateTime::from_timestamp((Utc::now() + self.session).timestamp(), 0)?;
         let nonce = hex::encode(rand::random::<[u8; 16]>());
         let body = format!("{user}.{}.{nonce}", expires.timestamp());
         let cookie = format!("{body}.{}", self.mac(&body));
