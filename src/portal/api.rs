@@ -298,6 +298,18 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &[u8]) -> Re
     })
 }
 
+/// A signed-in POST with its JSON body: the session (401, 403 for the
+/// CSRF token) is checked before the body is read.
+#[allow(clippy::result_large_err)]
+fn signed_body<T: serde::de::DeserializeOwned>(
+    p: &Portal,
+    headers: &HeaderMap,
+    raw: &[u8],
+) -> Result<(Session, T), Response> {
+    let s = signed_in(p, headers, true)?;
+    Ok((s, body(headers, raw)?))
+}
+
 fn reply<T: serde::Serialize>(r: Result<T, PortalError>) -> Response {
     match r {
         Ok(v) => Json(v).into_response(),
@@ -374,11 +386,7 @@ async fn enter(
     headers: HeaderMap,
     raw: bytes::Bytes,
 ) -> Response {
-    let s = match signed_in(&p, &headers, true) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let v: Values = match body(&headers, &raw) {
+    let (s, v): (Session, Values) = match signed_body(&p, &headers, &raw) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -399,11 +407,7 @@ async fn verify(
     headers: HeaderMap,
     raw: bytes::Bytes,
 ) -> Response {
-    let s = match signed_in(&p, &headers, true) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let v: Verification = match body(&headers, &raw) {
+    let (s, v): (Session, Verification) = match signed_body(&p, &headers, &raw) {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -422,11 +426,7 @@ async fn resolve(
     headers: HeaderMap,
     raw: bytes::Bytes,
 ) -> Response {
-    let s = match signed_in(&p, &headers, true) {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
-    let r: Resolution = match body(&headers, &raw) {
+    let (s, r): (Session, Resolution) = match signed_body(&p, &headers, &raw) {
         Ok(x) => x,
         Err(r) => return r,
     };

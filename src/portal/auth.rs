@@ -329,6 +329,22 @@ mod tests {
         assert!(!a.login_token_ok("", &a.login_token("")));
     }
 
+    #[test]
+    fn an_expired_or_unconfigured_session_is_no_session() {
+        let a = auth();
+        let past = (Utc::now() - Duration::minutes(1)).timestamp();
+        let body = format!("alice.{past}.n0");
+        let expired = format!("{body}.{}", a.mac(&body));
+        assert_eq!(a.session(&expired), None, "expired");
+        let future = (Utc::now() + Duration::minutes(5)).timestamp();
+        let body = format!("mallory.{future}.n1");
+        let gone = format!("{body}.{}", a.mac(&body));
+        assert_eq!(a.session(&gone), None, "a user no longer configured");
+        let body = format!("alice.{future}.n2");
+        let fine = format!("{body}.{}", a.mac(&body));
+        assert_eq!(a.session(&fine).map(|s| s.user), Some("alice".into()));
+    }
+
     #[tokio::test]
     async fn lockout_after_failures() {
         let a = auth();

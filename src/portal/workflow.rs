@@ -646,25 +646,9 @@ impl Portal {
         let mismatches = diff(&entered, &values);
         let now = Utc::now();
         if mismatches.is_empty() {
-            let how = match t.policy {
-                Policy::DoubleEntry => "double_entry",
-                Policy::Review => "review",
-            };
-            let entered_by = d
-                .entered
-                .as_ref()
-                .map(|e| e.user.clone())
-                .unwrap_or_default();
+            let how = t.policy.as_str();
             let document = self
-                .sign(
-                    s,
-                    &d,
-                    t,
-                    "verification",
-                    entered,
-                    BTreeMap::new(),
-                    (entered_by, how),
-                )
+                .sign(s, &d, t, "verification", entered, BTreeMap::new(), how)
                 .await?;
             Ok(Checked {
                 document,
@@ -748,21 +732,8 @@ impl Portal {
             .validate(self.check_coi(t))
             .map_err(PortalError::Invalid)?;
         self.signature_password(s, &d, password).await?;
-        let entered_by = d
-            .entered
-            .as_ref()
-            .map(|e| e.user.clone())
-            .unwrap_or_default();
         let document = self
-            .sign(
-                s,
-                &d,
-                t,
-                "resolution",
-                values,
-                resolved,
-                (entered_by, "resolved"),
-            )
+            .sign(s, &d, t, "resolution", values, resolved, "resolved")
             .await?;
         Ok(Checked {
             document,
@@ -799,8 +770,13 @@ impl Portal {
         step: &str,
         values: Values,
         resolved: BTreeMap<String, Resolved>,
-        (entered_by, how): (String, &str),
+        how: &str,
     ) -> Result<Document, PortalError> {
+        let entered_by = d
+            .entered
+            .as_ref()
+            .map(|e| e.user.clone())
+            .unwrap_or_default();
         let at = Utc::now();
         let values_sha = values_sha256(&values);
         let signature = Signature {
