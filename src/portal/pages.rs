@@ -556,12 +556,12 @@ async fn render(
             let (values, suggested, errors) = match &again {
                 Some(a) => (a.values.clone(), BTreeSet::new(), a.errors.as_slice()),
                 None => {
-                    let mut v = match p.blank(id).await {
-                        Ok((_, v)) => v,
+                    let mut v = match p.blank(&d) {
+                        Ok(v) => v,
                         Err(e) => return portal_error(p, s, &e),
                     };
                     let mut suggested = BTreeSet::new();
-                    for sug in p.suggestions(id).await.unwrap_or_default() {
+                    for sug in p.suggestions(&d).await.unwrap_or_default() {
                         if v.set(&sug.field, sug.value.clone()) {
                             suggested.insert(sug.field);
                         }
@@ -596,8 +596,8 @@ async fn render(
                     Ok(v) => (v, no_errors.as_slice(), BTreeSet::new()),
                     Err(e) => return portal_error(p, s, &e),
                 },
-                None => match p.blank(id).await {
-                    Ok((_, v)) => (v, no_errors.as_slice(), BTreeSet::new()),
+                None => match p.blank(&d) {
+                    Ok(v) => (v, no_errors.as_slice(), BTreeSet::new()),
                     Err(e) => return portal_error(p, s, &e),
                 },
             };

@@ -365,16 +365,14 @@ impl Portal {
         Ok(out)
     }
 
-    /// One document, or `None`.
+    /// One document, or `None`. Reads no payload: the PDF stays in the
+    /// store until someone asks for it.
     pub async fn document(&self, id: i64) -> Result<Option<Document>, PortalError> {
         let store = self.hub.store();
-        let Some(up) = store.message(id).await? else {
+        let Some(up) = store.manual_entry_message(id).await? else {
             return Ok(None);
         };
-        if up.connector != cgthub_pdf_entry::KIND || up.content_type != CT_PDF {
-            return Ok(None);
-        }
-        if matches!(up.status, MessageStatus::Dead | MessageStatus::Rejected) {
+        if up.content_type != CT_PDF || !taken(&up) {
             return Ok(None);
         }
         let ids: Vec<String> = ["entry", "verification", "resolution"]
@@ -382,20 +380,7 @@ impl Portal {
             .map(|s| step_id(id, s))
             .collect();
         let steps = store.manual_entry_messages_by_id(&up.partner, &ids).await?;
-        let summary = MessageSummary {
-            id: up.id,
-            partner: up.partner,
-            message_id: up.message_id,
-            content_type: up.content_type,
-            sha256: up.sha256,
-            status: up.status,
-            error_code: up.error_code,
-            error: up.error,
-            received_at: up.received_at,
-            origin: up.origin,
-            events: 0,
-        };
-        Ok(self.assemble(summary, steps))
+        Ok(self.assemble(up, steps))
     }
 
     /// A document from its upload and its steps' messages (oldest first).
@@ -480,9 +465,9 @@ impl Portal {
         Ok(Bytes::from(m.payload))
     }
 
-    /// What the template reads off the PDF, marked as suggestions.
-    pub async fn suggestions(&self, id: i64) -> Result<Vec<Suggestion>, PortalError> {
-        let (d, t) = self.get(id).await?;
+    /// What the template reads off a document's PDF, marked as suggestions.
+    pub async fn suggestions(&self, d: &Document) -> Result<Vec<Suggestion>, PortalError> {
+        let t = self.template(&d.partner)?;
         let bytes = self.pdf(d.id).await?;
         let text = tokio::task::spawn_blocking(move || pdf::inspect(&bytes))
             .await
@@ -492,9 +477,8 @@ impl Portal {
     }
 
     /// The template's blank form for a document.
-    pub async fn blank(&self, id: i64) -> Result<(Document, Values), PortalError> {
-        let (d, t) = self.get(id).await?;
-        Ok((d, t.blank()))
+    pub fn blank(&self, d: &Document) -> Result<Values, PortalError> {
+        Ok(self.template(&d.partner)?.blank())
     }
 
     async fn record(&self, row: i64) -> Result<StepRecord, PortalError> {
@@ -817,7 +801,7 @@ impl Portal {
         };
         let event = to_event(&rec.values, t, source, at);
         let receipt = self
-            .take_bytes(d, step, CT_VERIFIED, payload, vec![event])
+            .take_bytes(d, (step, &s.user), CT_VERIFIED, payload, vec![event])
             .await?;
         if let Outcome::Accepted { events } = receipt.outcome {
             self.audit(
@@ -851,7 +835,8 @@ impl Portal {
         events: Vec<hub_core::TherapyEvent>,
     ) -> Result<hub_core::Receipt, PortalError> {
         let payload = Bytes::from(serde_json::to_vec(rec).expect("step serialises"));
-        self.take_bytes(d, step, ct, payload, events).await
+        self.take_bytes(d, (step, &rec.user), ct, payload, events)
+            .await
     }
 
     /// Submits one step's message; a step taken already (someone else was
@@ -859,21 +844,18 @@ impl Portal {
     async fn take_bytes(
         &self,
         d: &Document,
-        step: &str,
+        (step, user): (&str, &str),
         ct: &'static str,
         payload: Bytes,
         events: Vec<hub_core::TherapyEvent>,
     ) -> Result<hub_core::Receipt, PortalError> {
-        let user = serde_json::from_slice::<StepRecord>(&payload)
-            .map(|r| r.user)
-            .unwrap_or_default();
         let inbound = Inbound::new(
             cgthub_pdf_entry::KIND,
             d.partner.clone(),
             ct,
             Some(step_id(d.id, step)),
             payload,
-            origin_of(&user),
+            origin_of(user),
         );
         let (receipt, _) = self
             .hub

@@ -77,6 +77,18 @@ pub(crate) async fn newest(pool: &Pool, limit: u32) -> Result<Vec<MessageSummary
     rows.into_iter().map(summary).collect()
 }
 
+/// One `pdf_entry` message by its row, without its payload.
+pub(crate) async fn by_row(pool: &Pool, row: i64) -> Result<Option<MessageSummary>, StoreError> {
+    let r: Option<Row> = on_db!(pool, |p| {
+        sqlx::query_as(&format!("{COLUMNS} AND m.id = $1"))
+            .bind(row)
+            .fetch_optional(p)
+            .await
+            .map_err(StoreError::read("pdf_entry message"))?
+    });
+    r.map(summary).transpose()
+}
+
 /// The `pdf_entry` messages of `partner` with one of `ids` as their
 /// message id, whatever their status, oldest first.
 pub(crate) async fn by_ids(

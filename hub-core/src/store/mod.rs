@@ -373,6 +373,14 @@ impl Store {
         manual_entry::newest(&self.pool, limit).await
     }
 
+    /// One message of connector `pdf_entry` by its row, without its payload.
+    pub async fn manual_entry_message(
+        &self,
+        row: i64,
+    ) -> Result<Option<MessageSummary>, StoreError> {
+        manual_entry::by_row(&self.pool, row).await
+    }
+
     /// The `pdf_entry` messages of `partner` whose message id is one of
     /// `ids`, whatever their status (a failed one too), oldest first.
     pub async fn manual_entry_messages_by_id(
