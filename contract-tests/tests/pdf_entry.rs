@@ -572,6 +572,15 @@ fn refused_uploads_are_kept_as_dead_letters_and_every_call_needs_a_session() {
     erin.upload(&big).problem(413);
     erin.upload_as("no_such_lab", "application/pdf", &lot_a)
         .problem(404);
+    // The first two are kept too, with their reason.
+    let dead = cli_lines(&hub, &["dlq", "list", "--json"]);
+    for code in ["unsupported_media_type", "too_large"] {
+        assert!(
+            dead.iter()
+                .any(|d| d["code"] == code && d["partner"] == PARTNER),
+            "no dead letter {code}: {dead:#?}"
+        );
+    }
 
     // Nothing above is a document to key in.
     let r = erin.get("/pdf-entry/documents");
